@@ -1,0 +1,62 @@
+// Package kernel is the one seam between reactor and the operating system's
+// socket calls. Every syscall that the event loop, the acceptor and the
+// connections make on a socket goes through an Interface, so the
+// deterministic simulation (internal/sim) can stand in for the kernel
+// entirely. The readiness backends (epoll, poll) are a separate seam: the
+// Dispatcher interface in the root package.
+//
+// The real implementation, OS, is stateless and safe for concurrent use.
+package kernel
+
+import (
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Interface is the set of socket calls reactor makes. Implementations must
+// be safe for concurrent use: every event loop calls them from its own
+// goroutine.
+//
+// Errors are returned raw, as unix.Errno values (unix.EAGAIN,
+// unix.ECONNRESET, ...), exactly as the system call reported them; callers
+// wrap them (os.NewSyscallError) where they leave the package. A read that
+// returns (0, nil) means the peer has shut down its write side (EOF).
+// Descriptors are non-blocking and close-on-exec.
+type Interface interface {
+	// Listen creates a non-blocking TCP listening socket bound to address
+	// ("host:port"; port 0 picks a free one) with SO_REUSEADDR set, and
+	// SO_REUSEPORT too when reusePort is true. network is "tcp", "tcp4" or
+	// "tcp6". It returns the descriptor and the bound address.
+	Listen(network, address string, reusePort bool, backlog int) (fd int, sa unix.Sockaddr, err error)
+	// Accept takes one pending connection from a listening socket, as
+	// accept4(SOCK_NONBLOCK|SOCK_CLOEXEC). With none pending it returns
+	// unix.EAGAIN.
+	Accept(fd int) (nfd int, sa unix.Sockaddr, err error)
+	// Socketpair returns a connected pair of non-blocking stream sockets.
+	// The dispatcher contract tests use it.
+	Socketpair() (fds [2]int, err error)
+	// Read, Readv, Write and Writev are read(2), readv(2), write(2) and
+	// writev(2) on a non-blocking socket. A negative count from the kernel
+	// is returned as 0. Write never raises SIGPIPE.
+	Read(fd int, p []byte) (n int, err error)
+	Readv(fd int, iov [][]byte) (n int, err error)
+	Write(fd int, p []byte) (n int, err error)
+	Writev(fd int, iov [][]byte) (n int, err error)
+	// Shutdown is shutdown(2); how is unix.SHUT_RD, SHUT_WR or SHUT_RDWR.
+	Shutdown(fd int, how int) error
+	// Close is close(2). It is never retried: after EINTR the descriptor is
+	// already gone on Linux, and retrying could close a descriptor another
+	// goroutine has just been given.
+	Close(fd int) error
+	// SetsockoptInt is setsockopt(2) with an int value (TCP_NODELAY,
+	// SO_KEEPALIVE, TCP_KEEPIDLE, ...).
+	SetsockoptInt(fd, level, opt, value int) error
+	// Getsockname and Getpeername return a socket's local and remote
+	// addresses.
+	Getsockname(fd int) (unix.Sockaddr, error)
+	Getpeername(fd int) (unix.Sockaddr, error)
+	// Now is the clock that event loops schedule timers on: monotonic time
+	// since an arbitrary origin. The simulation returns virtual time.
+	Now() time.Duration
+}
