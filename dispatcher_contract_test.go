@@ -12,6 +12,7 @@ package reactor
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -676,7 +677,8 @@ func TestKernelErrors(t *testing.T) {
 
 // TestKernelWakeCloseRace runs Wakes from other goroutines while the
 // dispatcher is closed (run it with -race). Every Wake returns nil or
-// ErrDispatcherClosed, and once Close has returned, only the latter.
+// ErrDispatcherClosed, once Close has returned only the latter, and no Wake
+// writes to a descriptor number that Close released and the process reused.
 func TestKernelWakeCloseRace(t *testing.T) {
 	for _, kb := range kernelBackends {
 		t.Run(kb.name, func(t *testing.T) {
@@ -698,6 +700,10 @@ func TestKernelWakeCloseRace(t *testing.T) {
 								errs <- err
 								return
 							}
+							// Let the test goroutine run even with
+							// GOMAXPROCS=1, where spinning wakers would hold
+							// the only P until preempted.
+							runtime.Gosched()
 						}
 					})
 				}
@@ -708,6 +714,10 @@ func TestKernelWakeCloseRace(t *testing.T) {
 					require.NoError(t, err)
 				}
 				require.NoError(t, d.Close())
+				// While the wakers go on, take the descriptor numbers Close
+				// released (the lowest free ones): no Wake may write to them.
+				reused, err := kernel.OS{}.Socketpair()
+				require.NoError(t, err)
 				assert.ErrorIs(t, d.Wake(), ErrDispatcherClosed)
 				close(stop)
 				wg.Wait()
@@ -715,6 +725,12 @@ func TestKernelWakeCloseRace(t *testing.T) {
 				for err := range errs {
 					assert.NoError(t, err)
 				}
+				for i, fd := range reused {
+					n, err := kernel.OS{}.Read(reused[1-i], make([]byte, 8))
+					assert.Equal(t, unix.EAGAIN, err, "fd %d was written %d bytes after Close", fd, n)
+				}
+				assert.NoError(t, kernel.OS{}.Close(reused[0]))
+				assert.NoError(t, kernel.OS{}.Close(reused[1]))
 			}
 		})
 	}
