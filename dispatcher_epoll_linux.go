@@ -65,9 +65,13 @@ func newEpoll() (Dispatcher, error) {
 // add nothing the loop uses; and without EventRead (a loop that stopped
 // reading a connection for backpressure, interest EventWrite or 0) it would
 // report a half-closed socket on every Wait, and the loop would spin. A
-// peer's full close or reset is still reported whatever the interest,
-// through EPOLLHUP and EPOLLERR, which epoll always reports. Bits other than
-// EventRead and EventWrite are ignored.
+// failed connection is still reported whatever the interest, through
+// EPOLLHUP and EPOLLERR, which epoll always reports: a reset TCP
+// connection, or a socketpair whose peer has closed. A TCP peer's close
+// itself arrives as a FIN, which under interest EventWrite alone shows only
+// as writable; the write that follows draws a reset from the peer, which is
+// then reported as EventRead|EventWrite. Bits other than EventRead and
+// EventWrite are ignored.
 func epollInterest(ev Events) uint32 {
 	var e uint32
 	if ev&EventRead != 0 {
