@@ -12,6 +12,7 @@ package reactor
 import (
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"testing"
@@ -800,6 +801,74 @@ func BenchmarkDispatcherWakeWait(b *testing.B) {
 					b.Fatalf("Wait = %d, %v; want 0", n, err)
 				}
 			}
+		})
+	}
+}
+
+// TestKernelTCPPeerClose pins down what the kernel backends report when a
+// TCP peer closes a connection that is registered for EventWrite only
+// (epollInterest explains why EPOLLRDHUP is not asked for): the FIN alone
+// shows as writable, and the write after it draws a reset, reported as
+// EventRead|EventWrite. Both are deliberate: see epollInterest.
+func TestKernelTCPPeerClose(t *testing.T) {
+	k := kernel.OS{}
+	for _, kb := range kernelBackends {
+		t.Run(kb.name, func(t *testing.T) {
+			env := kernelSetup(kb.f)(t)
+			lfd, sa, err := k.Listen("tcp4", "127.0.0.1:0", false, 0)
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, k.Close(lfd)) }()
+			require.NoError(t, env.d.Add(lfd, EventRead))
+			sa4 := sa.(*unix.SockaddrInet4)
+			peer, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", sa4.Port))
+			require.NoError(t, err)
+			defer func() { _ = peer.Close() }() // closed below; this is for early failures
+
+			events := make([]Event, 4)
+			n, err := env.d.Wait(events, waitBound)
+			require.NoError(t, err)
+			require.Equal(t, []Event{{FD: lfd, Events: EventRead}}, events[:n], "connection pending")
+			fd, _, err := k.Accept(lfd)
+			require.NoError(t, err)
+			defer func() { assert.NoError(t, k.Close(fd)) }()
+			require.NoError(t, env.d.Delete(lfd))
+			require.NoError(t, env.d.Add(fd, EventWrite))
+			defer func() { assert.NoError(t, env.d.Delete(fd)) }()
+
+			require.NoError(t, peer.Close())
+			// The FIN is not observable through the dispatcher under
+			// interest EventWrite, so wait for it with poll(2) on EPOLLRDHUP.
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+			n, err = unix.Poll(pfd, int(waitBound.Milliseconds()))
+			require.NoError(t, err)
+			require.Equal(t, 1, n, "FIN within %v", waitBound)
+			assert.Equal(t, map[int]Events{fd: EventWrite}, ready(t, env, 4), "after the FIN")
+
+			_, err = k.Write(fd, []byte("x"))
+			require.NoError(t, err, "the peer's FIN does not stop our writes")
+			deadline := time.Now().Add(waitBound)
+			for {
+				n, err = env.d.Wait(events, time.Until(deadline))
+				require.NoError(t, err)
+				require.NotZero(t, n, "no reset reported within %v", waitBound)
+				if events[0].Events == EventRead|EventWrite {
+					break
+				}
+				require.Equal(t, []Event{{FD: fd, Events: EventWrite}}, events[:n])
+				// Still only writable: the reset is on its way. Wait for it
+				// without spinning, with poll(2) on POLLERR|POLLHUP.
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: 0}}
+				_, err = unix.Poll(pfd, int(time.Until(deadline).Milliseconds()))
+				require.NoError(t, err)
+			}
+			// What the caller learns: the FIN came first, so a read says EOF
+			// (the kernel reports a reset in CLOSE_WAIT as EPIPE, not
+			// ECONNRESET), and writing fails.
+			n, err = k.Read(fd, make([]byte, 8))
+			assert.Zero(t, n)
+			assert.NoError(t, err)
+			_, err = k.Write(fd, []byte("x"))
+			assert.Equal(t, unix.EPIPE, err)
 		})
 	}
 }
