@@ -66,7 +66,8 @@ var errInvalidWrite = errors.New("reactor: invalid write result")
 // cost.
 //
 // The zero value is an empty Buffer with no limit, ready to use; it
-// allocates on its first write.
+// allocates on its first write. A Buffer must not be copied: the copy would
+// share its storage.
 //
 // Ownership: a Buffer is not safe for concurrent use. Each connection's
 // input and output Buffers belong to the connection's event loop and are
@@ -377,8 +378,8 @@ func (b *Buffer) IndexCRLF() int {
 // It returns the bytes read and Readv's error as is (unix.EAGAIN, ...);
 // (0, nil) means end of file. With a limit, it reads at most limit-Len
 // bytes, and if that is 0 it returns (0, ErrBufferFull) without a system
-// call. spare must not be memory that b borrows: readFD copies borrowed
-// bytes to b's own storage before reading, but spare may be anything else.
+// call. spare may be the very memory b borrows (see borrow): readFD first
+// copies borrowed bytes to storage of b's own.
 func (b *Buffer) readFD(k kernel.Interface, fd int, spare []byte, iov [][]byte) (int, error) {
 	room := -1 // how much the limit lets in; -1: no limit
 	if b.limit > 0 {
