@@ -81,9 +81,10 @@ var errInvalidWrite = errors.New("reactor: invalid write result")
 // Slices returned by Bytes, Peek and Next alias the Buffer's storage: they
 // are valid only until the next call that writes to or consumes from the
 // Buffer (Write, WriteString, WriteByte, Prepend, Grow, Next, Discard, Read,
-// WriteTo, Reset). Copy what must outlive that. Their capacity ends at their length, so appending
-// to one reallocates it rather than overwriting the Buffer's free space.
-// Such a slice may be passed back to the same Buffer's Write or Prepend.
+// WriteTo, Reset). Copy what must outlive that. Their capacity ends at their
+// length, so appending to one reallocates it rather than overwriting the
+// Buffer's free space. Such a slice may be passed back to the same Buffer's
+// Write or Prepend.
 //
 // Limit: a Buffer made by NewBuffer(n), or given SetLimit(n), with n > 0
 // never accepts more than n readable bytes. A write that would pass the
