@@ -339,7 +339,7 @@ func TestBacklogRefusal(t *testing.T) {
 func TestEMFILEOnAcceptKeepsTheConnectionQueued(t *testing.T) {
 	k := New(Config{})
 	lfd, addr := listen(t, k) // fd 3
-	p, err := k.NewPoller()    // fd 4
+	p, err := k.NewPoller()   // fd 4
 	require.NoError(t, err)
 	defer p.Close()
 	require.NoError(t, p.Add(lfd, Read))
