@@ -103,5 +103,8 @@
 // poller's first Wait (it runs outside any turn, concurrently with other
 // loops starting): keep it to registering descriptors. Code that runs
 // after a loop closes its poller runs outside any turn too. A loop must
-// never block on anything but Wait: it would hold the turn forever.
+// never block on anything but Wait: it would hold the turn forever. And
+// the code under test must itself be deterministic: ranging over a Go map,
+// say, makes the order of what a loop does depend on the runtime's random
+// map order instead of the seed.
 package sim
