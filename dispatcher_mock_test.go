@@ -310,3 +310,25 @@ func firstDifference(a, b string) string {
 	}
 	return fmt.Sprintf("lengths %d and %d", len(la), len(lb))
 }
+
+func TestMockWaitAndWakeDoNotAllocate(t *testing.T) {
+	k := sim.New(sim.Config{})
+	d, err := newMockDispatcher(k)
+	require.NoError(t, err)
+	defer d.Close()
+	for range 3 {
+		fds, err := k.Socketpair()
+		require.NoError(t, err)
+		require.NoError(t, d.Add(fds[0], EventWrite))
+	}
+	ev := make([]Event, 8)
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		if n, err := d.Wait(ev, 0); n != 3 || err != nil {
+			panic("unexpected Wait result")
+		}
+	}), "Wait with events ready")
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		_ = d.Wake()
+		_, _ = d.Wait(ev[:1], -1)
+	}), "Wake and the Wait it ends")
+}

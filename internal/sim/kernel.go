@@ -2,6 +2,7 @@ package sim
 
 import (
 	"container/heap"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -299,4 +300,17 @@ func errOf(e unix.Errno) error {
 		return nil
 	}
 	return e
+}
+
+// addTime returns now+d for d ≥ 0 (now for d < 0), saturating instead of
+// overflowing: a Wait with a timeout of "forever" expressed as a huge
+// duration must not wrap around into the past and time out at once.
+func addTime(now, d time.Duration) time.Duration {
+	if d <= 0 {
+		return now
+	}
+	if d > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + d
 }

@@ -301,7 +301,7 @@ func (p *Poller) Wait(events []Ready, timeout time.Duration) (int, error) {
 		return 0, unix.EINVAL
 	}
 	p.hasDeadline = timeout >= 0
-	p.deadline = k.now + max(timeout, 0)
+	p.deadline = addTime(k.now, timeout)
 	if k.stepped {
 		return p.waitSteppedLocked(events)
 	}

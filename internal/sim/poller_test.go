@@ -1,6 +1,8 @@
 package sim
 
 import (
+	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -215,4 +217,38 @@ func TestWaitAndWakeDoNotAllocate(t *testing.T) {
 		_ = p.Wake()
 		_, _ = p.Wait(ev[:1], -1)
 	}), "Wake")
+}
+
+func TestHugeTimeoutDoesNotWrapAround(t *testing.T) {
+	for _, stepped := range []bool{false, true} {
+		t.Run(fmt.Sprint("stepped=", stepped), func(t *testing.T) {
+			k := New(Config{Stepped: stepped})
+			k.Advance(time.Second)
+			p := newPoller(t, k)
+			wait := waitAsync(p, make([]Ready, 1), math.MaxInt64)
+			<-p.Blocked()
+			if stepped {
+				assert.False(t, k.Step(), "no deadline in the past: no work")
+			}
+			k.Advance(time.Hour)
+			select {
+			case <-p.Blocked():
+			default:
+				t.Error("Wait timed out: its deadline wrapped around")
+			}
+			require.NoError(t, p.Wake())
+			turn := make(chan bool, 1)
+			if stepped {
+				// The turn lasts until the poller waits again or closes.
+				go func() { turn <- k.Step() }()
+			}
+			n, err := wait()
+			assert.NoError(t, err)
+			assert.Zero(t, n)
+			if stepped {
+				require.NoError(t, p.Close())
+				assert.True(t, <-turn)
+			}
+		})
+	}
 }

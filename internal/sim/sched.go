@@ -180,6 +180,7 @@ func (k *Kernel) grantLocked(p *Poller) uint64 {
 	p.n = n
 	p.granted = true
 	p.parked = false
+	p.setBlockedLocked(false)
 	k.turn = p
 	k.turnSeq++
 	if k.traceOn {
@@ -265,7 +266,7 @@ func (k *Kernel) livelock(method string, steps int) {
 // way; see AdvanceTo.
 func (k *Kernel) Advance(d time.Duration) {
 	k.mu.Lock()
-	t := k.now + max(d, 0)
+	t := addTime(k.now, d)
 	k.mu.Unlock()
 	k.AdvanceTo(t)
 }
