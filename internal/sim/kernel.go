@@ -92,12 +92,12 @@ type Kernel struct {
 	nextClientPort int         // next default client port
 	clients        int         // Conns dialled so far; a Conn's id is its rank
 
-	pollers    []*Poller // live pollers in creation order
-	pollerSeq  int       // pollers created so far; a Poller's id is its rank
-	cands      []*Poller // scratch for pickLocked
-	turn       *Poller   // the poller holding the turn (stepped), or nil
-	turnSeq    uint64    // turns granted so far
-	freeWaitrs int       // free mode: pollers blocked in Wait, to wake on changes
+	pollers     []*Poller // live pollers in creation order
+	pollerSeq   int       // pollers created so far; a Poller's id is its rank
+	cands       []*Poller // scratch for pickLocked
+	turn        *Poller   // the poller holding the turn (stepped), or nil
+	turnSeq     uint64    // turns granted so far
+	freeWaiters int       // free mode: pollers blocked in Wait, to wake on changes
 
 	// Change notification for drivers (see sched.go). gen counts state
 	// changes; extCh, when not nil, is closed at the next change; parkCh,
@@ -209,7 +209,7 @@ func (k *Kernel) changedLocked() {
 		close(k.extCh)
 		k.extCh = nil
 	}
-	if k.freeWaitrs > 0 {
+	if k.freeWaiters > 0 {
 		for _, p := range k.pollers {
 			if p.blocked {
 				p.cond.Signal()

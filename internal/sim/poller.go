@@ -205,9 +205,16 @@ func (p *Poller) Wake() error {
 }
 
 // Close releases the poller and its descriptor; registrations are
-// dropped. A Wait blocked or parked in it returns ErrPollerClosed. In
-// stepped mode a poller closed by its own loop during its turn ends the
-// turn. Safe from any goroutine; repeated calls return nil.
+// dropped. A Wait blocked or parked in it returns ErrPollerClosed. Safe
+// from any goroutine; repeated calls return nil.
+//
+// In stepped mode Close ends the poller's turn if it holds one, because a
+// loop that closes its poller during its turn will not call Wait again. So,
+// as the Dispatcher contract asks, only the loop itself should close its
+// poller, or someone else once the loop no longer runs: closed from another
+// goroutine mid-turn, the loop's remaining code would run concurrently
+// with the next turn. Likewise a loop should close its poller last: what it
+// does after Close runs outside any turn.
 func (p *Poller) Close() error {
 	k := p.k
 	k.lock()
@@ -324,9 +331,9 @@ func (p *Poller) waitFreeLocked(events []Ready, timeout time.Duration) (int, err
 			return n, nil
 		}
 		p.setBlockedLocked(true)
-		k.freeWaitrs++
+		k.freeWaiters++
 		p.cond.Wait()
-		k.freeWaitrs--
+		k.freeWaiters--
 		p.setBlockedLocked(false)
 	}
 }
