@@ -100,12 +100,13 @@ type Kernel struct {
 	freeWaiters int       // free mode: pollers blocked in Wait, to wake on changes
 
 	// Change notification for drivers (see sched.go). gen counts state
-	// changes; extCh, when not nil, is closed at the next change; parkCh,
-	// when not nil, is closed when a poller parks, closes or is created.
-	gen      uint64
-	extCh    chan struct{}
-	parkCh   chan struct{}
-	closedCh chan struct{} // always closed; returned when there is nothing to wait for
+	// changes; extWaiters are woken at every change, parkWaiters when a
+	// poller parks, closes or is created.
+	gen         uint64
+	extWaiters  waitList
+	parkWaiters waitList
+	spareTimer  *time.Timer   // a stopped park timer, reused by the next step
+	closedCh    chan struct{} // always closed; returned by Blocked when there is nothing to wait for
 
 	faults       []*faultState // every fault injected, by id-1
 	activeFaults int           // faults not yet exhausted or removed
@@ -201,14 +202,11 @@ func (k *Kernel) unlock() {
 
 // changedLocked records that the kernel state may have changed: gen moves
 // on (RunUntil compares it, so a change between its look and its wait is
-// never lost), a driver's pending extCh is closed, and free-mode pollers
-// blocked in Wait are signalled to look again.
+// never lost), drivers waiting for a change are woken, and free-mode
+// pollers blocked in Wait are signalled to look again.
 func (k *Kernel) changedLocked() {
 	k.gen++
-	if k.extCh != nil {
-		close(k.extCh)
-		k.extCh = nil
-	}
+	k.extWaiters.wakeAll()
 	if k.freeWaiters > 0 {
 		for _, p := range k.pollers {
 			if p.blocked {

@@ -16,14 +16,14 @@ import (
 //     driver sets granted (grantLocked), only Close sets closed, and both
 //     signal p.cond while holding k.mu, so the wake-up cannot be lost.
 //   - A driver never sleeps on a sync.Cond, because it must also watch a
-//     cancel channel and a real-time bound. It sleeps on a channel that it
-//     creates under k.mu after seeing that its condition does not hold, and
-//     that whoever changes the condition closes under k.mu: parkCh for "a
-//     poller parked, closed or was created" (which is what ends a turn and
-//     what "every poller parked" depends on), extCh for "anything changed"
-//     (what RunUntil waits for when the simulation is idle). Because the
-//     look and the channel's creation happen in one critical section, a
-//     change is either seen by the look or closes the channel.
+//     cancel channel and a real-time bound. It joins a waitList under k.mu
+//     after seeing that its condition does not hold, and sleeps on its own
+//     channel; whoever changes the condition wakes the whole list under
+//     k.mu: parkWaiters for "a poller parked, closed or was created" (what
+//     ends a turn and what "every poller parked" depends on), extWaiters
+//     for "anything changed" (what RunUntil waits for when the simulation
+//     is idle). Because the look and the joining happen in one critical
+//     section, a change is either seen by the look or wakes the driver.
 //   - RunUntil calls done without k.mu (done may call into the kernel). It
 //     reads k.gen, which every change increments, before calling done; it
 //     then blocks only if gen has not moved since, so a change that
@@ -44,11 +44,56 @@ const (
 
 // signalParkLocked tells drivers waiting for pollers to park that one did
 // (or closed, or was created: the set of running pollers changed).
-func (k *Kernel) signalParkLocked() {
-	if k.parkCh != nil {
-		close(k.parkCh)
-		k.parkCh = nil
+func (k *Kernel) signalParkLocked() { k.parkWaiters.wakeAll() }
+
+// waitList is a set of drivers waiting for one kind of change, each on its
+// own channel of capacity 1. The channels are recycled, so that stepping
+// allocates nothing in steady state. All methods are called with k.mu held.
+type waitList struct {
+	waiting []chan struct{} // drivers to wake at the next change
+	spare   []chan struct{} // channels no driver uses, empty
+}
+
+// join adds a driver and returns the channel it is to wait on (after
+// releasing k.mu). The driver must call leave once it stops waiting.
+func (w *waitList) join() chan struct{} {
+	var ch chan struct{}
+	if n := len(w.spare); n > 0 {
+		ch = w.spare[n-1]
+		w.spare = w.spare[:n-1]
+	} else {
+		ch = make(chan struct{}, 1)
 	}
+	w.waiting = append(w.waiting, ch)
+	return ch
+}
+
+// leave takes back ch from a driver that has stopped waiting, woken or
+// not (cancelled, timed out), dropping a wake-up it did not consume.
+func (w *waitList) leave(ch chan struct{}) {
+	for i, x := range w.waiting {
+		if x == ch {
+			w.waiting = append(w.waiting[:i], w.waiting[i+1:]...)
+			break
+		}
+	}
+	select {
+	case <-ch:
+	default:
+	}
+	w.spare = append(w.spare, ch)
+}
+
+// wakeAll wakes every waiting driver and empties the list.
+func (w *waitList) wakeAll() {
+	for i, ch := range w.waiting {
+		select {
+		case ch <- struct{}{}:
+		default: // already woken
+		}
+		w.waiting[i] = nil
+	}
+	w.waiting = w.waiting[:0]
 }
 
 // runningLocked returns a live poller that is not parked (the turn holder
@@ -65,23 +110,34 @@ func (k *Kernel) runningLocked() *Poller {
 	return nil
 }
 
-// parkTimer is the real-time bound of one step: created on first use so
-// that a step that never waits costs no timer.
+// parkTimer is the real-time bound of one step: armed on first use, so
+// that a step that never waits needs no timer, and then taken from (and
+// given back to) the kernel's spare timer, so that steps do not allocate
+// one each. Its methods are called with k.mu held.
 type parkTimer struct {
-	d time.Duration
+	k *Kernel
 	t *time.Timer
 }
 
-func (t *parkTimer) c() <-chan time.Time {
+func (t *parkTimer) armLocked() <-chan time.Time {
 	if t.t == nil {
-		t.t = time.NewTimer(t.d)
+		if t.t = t.k.spareTimer; t.t != nil {
+			t.k.spareTimer = nil
+			t.t.Reset(t.k.cfg.ParkTimeout)
+		} else {
+			t.t = time.NewTimer(t.k.cfg.ParkTimeout)
+		}
 	}
 	return t.t.C
 }
 
-func (t *parkTimer) stop() {
+// stopLocked stops the timer and keeps it for the next step. (Since Go
+// 1.23 a stopped timer's channel holds no stale tick, so Reset is safe.)
+func (t *parkTimer) stopLocked() {
 	if t.t != nil {
 		t.t.Stop()
+		t.k.spareTimer = t.t
+		t.t = nil
 	}
 }
 
@@ -90,27 +146,26 @@ func (t *parkTimer) stop() {
 // step's real-time bound it panics, with k.mu held (the driver's deferred
 // Unlock releases it), naming a poller that is still running.
 func (k *Kernel) waitParkLocked(cancel <-chan struct{}, t *parkTimer) bool {
-	if k.parkCh == nil {
-		k.parkCh = make(chan struct{})
-	}
-	ch := k.parkCh
+	ch := k.parkWaiters.join()
+	tick := t.armLocked()
 	k.mu.Unlock()
 	var ok, timedOut bool
 	select {
 	case <-ch:
 		ok = true
 	case <-cancel:
-	case <-t.c():
+	case <-tick:
 		timedOut = true
 	}
 	k.mu.Lock()
+	k.parkWaiters.leave(ch)
 	if timedOut {
 		p := k.runningLocked()
 		if p == nil { // it parked just now: start a fresh bound
-			t.t = nil
+			t.t.Reset(k.cfg.ParkTimeout)
 			return true
 		}
-		panic(k.parkPanicLocked(p, t.d))
+		panic(k.parkPanicLocked(p, k.cfg.ParkTimeout))
 	}
 	return ok
 }
@@ -131,8 +186,8 @@ func (k *Kernel) parkPanicLocked(p *Poller, d time.Duration) string {
 // work, gives it the turn and waits until the turn ends. k.mu is held on
 // entry and exit; it is released while waiting.
 func (k *Kernel) stepLocked(cancel <-chan struct{}) stepResult {
-	t := parkTimer{d: k.cfg.ParkTimeout}
-	defer t.stop()
+	t := parkTimer{k: k}
+	defer t.stopLocked()
 	for k.runningLocked() != nil {
 		if !k.waitParkLocked(cancel, &t) {
 			return stepCancelled
@@ -199,10 +254,10 @@ func (k *Kernel) grantLocked(p *Poller) uint64 {
 
 // driveOnce runs one step with k.mu held (released by a deferred Unlock
 // even if the step panics). With idleWait, when the simulation is idle it
-// also returns, made in the same critical section as the idle check, a
-// channel that the next change closes, or stepRetry if the state has
-// changed since gen was read.
-func (k *Kernel) driveOnce(cancel <-chan struct{}, idleWait bool, gen uint64) (stepResult, <-chan struct{}) {
+// also joins extWaiters, in the same critical section as the idle check,
+// and returns the channel that the next change wakes (the caller must
+// leave it), or stepRetry if the state has changed since gen was read.
+func (k *Kernel) driveOnce(cancel <-chan struct{}, idleWait bool, gen uint64) (stepResult, chan struct{}) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	res := k.stepLocked(cancel)
@@ -212,10 +267,7 @@ func (k *Kernel) driveOnce(cancel <-chan struct{}, idleWait bool, gen uint64) (s
 	if k.gen != gen {
 		return stepRetry, nil
 	}
-	if k.extCh == nil {
-		k.extCh = make(chan struct{})
-	}
-	return stepIdle, k.extCh
+	return stepIdle, k.extWaiters.join()
 }
 
 func (k *Kernel) mustBeStepped(method string) {
@@ -367,9 +419,16 @@ func (k *Kernel) RunUntil(done func() bool, cancel <-chan struct{}) bool {
 				k.livelock("RunUntil", steps)
 			}
 		case stepIdle:
+			cancelled := false
 			select {
 			case <-wait:
 			case <-cancel:
+				cancelled = true
+			}
+			k.mu.Lock()
+			k.extWaiters.leave(wait)
+			k.mu.Unlock()
+			if cancelled {
 				return false
 			}
 		}

@@ -553,3 +553,79 @@ func requireSameTrace(t *testing.T, a, b string) {
 	}
 	t.Fatalf("same seed, same script: one trace is a prefix of the other (%d and %d lines)", len(la), len(lb))
 }
+
+// singleEcho is one echo loop over a stepped kernel with tracing off, and
+// one client connected to it.
+type singleEcho struct {
+	w *echoWorld
+	c *Conn
+}
+
+func newSingleEcho(tb testing.TB) *singleEcho {
+	tb.Helper()
+	w := &echoWorld{k: New(Config{Stepped: true, NoTrace: true})}
+	p, err := w.k.NewPoller()
+	require.NoError(tb, err)
+	lfd, _, err := w.k.Listen("tcp4", "127.0.0.1:7000", false, 0)
+	require.NoError(tb, err)
+	w.loops = []*echoLoop{{k: w.k, p: p, lfd: lfd, turns: &w.turns, errs: &w.errs}}
+	w.wg.Add(1)
+	go w.loops[0].run(&w.wg)
+	c, err := w.k.Dial("127.0.0.1:7000")
+	require.NoError(tb, err)
+	w.k.RunUntilIdle()
+	return &singleEcho{w: w, c: c}
+}
+
+// roundTrip writes msg, runs the simulation until idle and reads the echo
+// into got.
+func (e *singleEcho) roundTrip(msg, got []byte) error {
+	if _, err := e.c.Write(msg); err != nil {
+		return err
+	}
+	e.w.k.RunUntilIdle()
+	if n, err := e.c.Read(got); n != len(msg) || err != nil {
+		return fmt.Errorf("read %d, %v", n, err)
+	}
+	return nil
+}
+
+func (e *singleEcho) stop(tb testing.TB) {
+	tb.Helper()
+	e.w.loops[0].stop.Store(true)
+	require.NoError(tb, e.w.loops[0].p.Wake())
+	e.w.k.RunUntilIdle()
+	e.w.wg.Wait()
+	require.Empty(tb, e.w.errs.get())
+}
+
+func TestSteppingDoesNotAllocate(t *testing.T) {
+	e := newSingleEcho(t)
+	defer e.stop(t)
+	msg, got := make([]byte, 64), make([]byte, 64)
+	var err error
+	allocs := testing.AllocsPerRun(200, func() {
+		if err == nil {
+			err = e.roundTrip(msg, got)
+		}
+	})
+	require.NoError(t, err)
+	assert.Zero(t, allocs, "write, two steps, read: the driver and the turn hand-off allocate nothing")
+}
+
+// BenchmarkTurn measures a stepped round trip: a client writes, one loop
+// gets a turn and echoes, the client reads.
+func BenchmarkTurn(b *testing.B) {
+	e := newSingleEcho(b)
+	msg, got := make([]byte, 64), make([]byte, 64)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := e.roundTrip(msg, got); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	e.stop(b)
+}
