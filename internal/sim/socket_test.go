@@ -516,7 +516,7 @@ func TestListenAddresses(t *testing.T) {
 		{"tcp", ":0", false, "[::]:20003"},
 		{"tcp6", "localhost:0", false, "[::1]:20004"},
 		{"tcp", "localhost:20000", false, "address already in use"},
-		{"tcp", "10.1.2.3:20000", false, "10.1.2.3:20000"},
+		{"tcp", "198.51.100.3:20000", false, "198.51.100.3:20000"},
 		{"tcp4", "0.0.0.0:20000", false, "address already in use"},
 		{"tcp", "[::]:20002", false, "address already in use"},
 		{"tcp", ":7000", true, "[::]:7000"},
