@@ -11,7 +11,9 @@
 //	go run ./examples/http -lf < requests.txt
 //
 // Requests may be pipelined: the input is parsed request after request, as
-// the server parses a connection's input. The exit status is 0 if the input
+// the server parses a connection's input. The parser requires CRLF line
+// ends; -lf turns every bare LF of the input into CRLF first, bodies
+// included (a Content-Length must count the CRs it adds). The exit status is 0 if the input
 // was whole requests only, 1 if it ended inside a request or held a bad one,
 // 2 if it could not be read.
 package main

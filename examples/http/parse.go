@@ -56,8 +56,8 @@ const (
 	maxBodyBytes = 1 << 20
 )
 
-// The errors parseRequest returns. Their text is what cmd output and logs
-// show; errorStatus maps each to the status the server answers with.
+// The errors parseRequest returns. Their text is what logs and the interim
+// tool (main.go) show; errorStatus maps each to the status to answer with.
 var (
 	// errNeedMore means the input holds only a prefix of a request: read
 	// more and call parseRequest again with all of it. It is the only error
@@ -80,9 +80,10 @@ var (
 	errVersion = errors.New("http: HTTP version not supported")
 )
 
-// The reasons for a 400. Each wraps errMalformed; they exist so that tests,
-// logs and the cmd say which rule a request broke. They are built once,
-// here, so that returning one allocates nothing.
+// The reasons for a 400, each wrapping errMalformed, and one for a 431,
+// wrapping errHeaderTooLarge. They exist so that tests, logs and the interim
+// tool say which rule a request broke. They are built once, here, so that
+// returning one allocates nothing.
 var (
 	errBareLF            = fmt.Errorf("%w: line ends in LF without CR", errMalformed)
 	errBareCR            = fmt.Errorf("%w: CR not followed by LF", errMalformed)
@@ -170,6 +171,18 @@ type request struct {
 	nheaders int
 }
 
+// reset empties r for the next parse. It clears every field but the
+// headers array, whose stale entries past nheaders are never read: zeroing
+// its 3 KiB for every request cost about a tenth of a parse.
+func (r *request) reset() {
+	r.method, r.target, r.path, r.query, r.proto = nil, nil, nil, nil, nil
+	r.major, r.minor = 0, 0
+	r.host = nil
+	r.contentLength, r.body = 0, nil
+	r.keepAlive = false
+	r.nheaders = 0
+}
+
 // fields returns the header lines in the order received. The slice aliases
 // r; it is valid as long as r's fields are.
 func (r *request) fields() []header { return r.headers[:r.nheaders] }
@@ -210,7 +223,7 @@ type headState struct {
 // looks past them, so bytes of the next pipelined request cannot change the
 // outcome. It allocates nothing. After an error req's fields are undefined.
 func parseRequest(b []byte, req *request) (n int, err error) {
-	*req = request{}
+	req.reset()
 	// The head must fit in its limit, so only that much of b is searched
 	// for line ends: a client that never ends its head costs one scan of at
 	// most maxHeaderBytes, however much it sends.
@@ -416,7 +429,7 @@ func (r *request) parseHeaderLine(line []byte, st *headState) error {
 	for _, c := range value {
 		// field-value is VCHAR, obs-text, SP and HTAB (§5.5): no CR, NUL or
 		// other control character, which some recipients would act on.
-		if c < ' ' && c != '\t' || c == 0x7f {
+		if !valueBytes[c] {
 			return errHeaderValue
 		}
 	}
@@ -600,7 +613,17 @@ func isHost(b []byte) bool {
 var (
 	tokenBytes = byteClass(alnum + "!#$%&'*+-.^_`|~")
 	hostBytes  = byteClass(alnum + "-._~" + "!$&'()*+,;=" + ":[]%")
+	valueBytes = fieldValueBytes()
 )
+
+// fieldValueBytes is the class of bytes a header field value may hold: all
+// but the control characters other than HTAB (RFC 9110 §5.5).
+func fieldValueBytes() (class [256]bool) {
+	for c := range len(class) {
+		class[c] = c >= ' ' && c != 0x7f || c == '\t'
+	}
+	return class
+}
 
 const alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 

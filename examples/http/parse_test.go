@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -392,6 +393,22 @@ func TestParseResetsRequest(t *testing.T) {
 	_, err = parseRequest([]byte("GET /x HTTP/1.0\r\n\r\n"), &req)
 	require.NoError(t, err)
 	assert.Equal(t, parsed{Method: "GET", Target: "/x", Path: "/x", Proto: "HTTP/1.0", Major: 1}, snapshot(&req))
+}
+
+// reset must clear every field but the headers array (whose entries past
+// nheaders are dead): a field added to request and forgotten in reset would
+// leak one request's value into the next.
+func TestRequestReset(t *testing.T) {
+	var req request
+	_, err := parseRequest([]byte("POST http://h/p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx"), &req)
+	require.NoError(t, err)
+	req.reset()
+	v := reflect.ValueOf(req)
+	for i := range v.NumField() {
+		if name := v.Type().Field(i).Name; name != "headers" {
+			assert.True(t, v.Field(i).IsZero(), "reset leaves %s = %v", name, v.Field(i))
+		}
+	}
 }
 
 func TestErrorStatus(t *testing.T) {

@@ -110,7 +110,7 @@ func bodyAllowed(status int) bool {
 
 func validFieldValue(v string) bool {
 	for i := range len(v) {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+		if !valueBytes[v[i]] {
 			return false
 		}
 	}
