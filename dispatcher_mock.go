@@ -137,3 +137,14 @@ func (d *mockDispatcher) Wake() error {
 func (d *mockDispatcher) Close() error {
 	return d.wrap("close", d.p.Close())
 }
+
+// runUntil drives a stepped simulation until done holds or cancel is
+// closed (then it returns false). A Server waiting for its loops in
+// Shutdown or Close calls it: over a stepped simulation the loops only run
+// when driven. Over a free-running kernel there is nothing to drive.
+func (d *mockDispatcher) runUntil(done func() bool, cancel <-chan struct{}) bool {
+	if !d.k.Stepped() {
+		return true
+	}
+	return d.k.RunUntil(done, cancel)
+}
