@@ -1,0 +1,154 @@
+// This file holds the acceptor (the C design's acceptor): a listening
+// socket's channel, which accepts new connections and hands each to the loop
+// the balancer picks. An acceptor is owned by the loop it is registered on.
+
+package reactor
+
+import (
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// acceptBatch bounds the connections taken per readiness event, so a
+	// flood of connects cannot starve the other channels of a single-reactor
+	// loop; level-triggered readiness reports the listener again.
+	acceptBatch = 256
+	// When the process runs out of descriptors, accepting pauses for a
+	// back-off that doubles from acceptBackoffMin to acceptBackoffMax (or
+	// until a connection closes and frees one).
+	acceptBackoffMin = 10 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// acceptor owns one listening descriptor.
+type acceptor struct {
+	ch   channel
+	loop *EventLoop
+	srv  *Server
+
+	// Owned by the loop goroutine.
+	closed    bool
+	paused    bool          // accepting paused after EMFILE/ENFILE
+	episode   bool          // inside a descriptor-exhaustion episode (logged once)
+	backoff   time.Duration // next pause length
+	retry     *Timer        // resumes accepting after the back-off
+	pausedNow atomic.Bool   // mirrors paused, for Server.connGone on other goroutines
+}
+
+func newAcceptor(l *EventLoop, s *Server, fd int) *acceptor {
+	a := &acceptor{loop: l, srv: s, backoff: acceptBackoffMin}
+	a.ch = channel{fd: fd, handler: a}
+	return a
+}
+
+// start registers the listening socket with the loop. Loop goroutine (or
+// before the loop runs).
+func (a *acceptor) start() error {
+	if err := a.loop.d.Add(a.ch.fd, EventRead); err != nil {
+		return err
+	}
+	a.ch.interest = EventRead
+	a.loop.channels.set(a.ch.fd, &a.ch)
+	a.loop.hasAccept = true
+	return nil
+}
+
+// handleEvent accepts until the backlog is empty (EAGAIN) or the batch is
+// done.
+func (a *acceptor) handleEvent(Events) {
+	k := a.loop.k
+	for range acceptBatch {
+		if a.closed || a.paused {
+			return
+		}
+		fd, sa, err := k.Accept(a.ch.fd)
+		switch err {
+		case nil:
+			if a.episode {
+				a.episode = false
+				a.backoff = acceptBackoffMin
+				a.loop.log.Info("reactor: accepting again", "addr", a.srv.Addr())
+			}
+			a.srv.accepted(a.loop, fd, sa)
+		case unix.EAGAIN:
+			return
+		case unix.EINTR, unix.ECONNABORTED:
+			// The peer gave up before we accepted, or a signal: try the next.
+		case unix.EMFILE, unix.ENFILE:
+			a.pause(err)
+			return
+		default:
+			// ENOBUFS, ENOMEM, EPERM (firewall) and the like: the connection
+			// is lost, the listener is fine. Log and carry on with the next
+			// readiness event rather than spin here.
+			a.loop.log.Error("reactor: accept failed", "addr", a.srv.Addr(), "err", err)
+			a.srv.stats.acceptErrors.Add(1)
+			return
+		}
+	}
+}
+
+// pause stops accepting after descriptor exhaustion. With level-triggered
+// readiness a full listen queue would otherwise report the listener as
+// readable on every iteration and spin the loop at 100 % CPU. The pending
+// connections stay in the kernel's queue; accepting resumes after a back-off,
+// or earlier when one of the server's connections closes.
+func (a *acceptor) pause(err error) {
+	if !a.episode {
+		a.episode = true
+		a.loop.log.Warn("reactor: out of file descriptors; pausing accept",
+			"addr", a.srv.Addr(), "err", err, "open", a.srv.stats.open.Load())
+	}
+	a.srv.stats.fdExhausted.Add(1)
+	a.paused = true
+	a.pausedNow.Store(true)
+	a.setInterest(0)
+	a.retry = a.loop.AfterFunc(a.backoff, a.resume)
+	a.backoff = min(2*a.backoff, acceptBackoffMax)
+}
+
+// resume re-enables accepting. Loop goroutine.
+func (a *acceptor) resume() {
+	if !a.paused || a.closed {
+		return
+	}
+	if a.retry != nil {
+		a.retry.Stop()
+		a.retry = nil
+	}
+	a.paused = false
+	a.pausedNow.Store(false)
+	a.setInterest(EventRead)
+}
+
+func (a *acceptor) setInterest(ev Events) {
+	if err := a.loop.d.Modify(a.ch.fd, ev); err != nil {
+		a.loop.log.Error("reactor: listener interest", "addr", a.srv.Addr(), "err", err)
+		return
+	}
+	a.ch.interest = ev
+}
+
+// close stops accepting for good and closes the listening socket.
+// Connections still in the kernel's listen queue are reset by the kernel.
+// Loop goroutine; repeated calls are no-ops.
+func (a *acceptor) close() {
+	if a.closed {
+		return
+	}
+	a.closed = true
+	if a.retry != nil {
+		a.retry.Stop()
+		a.retry = nil
+	}
+	l := a.loop
+	if l.channels.get(a.ch.fd) == &a.ch {
+		_ = l.d.Delete(a.ch.fd) // the descriptor is closed next either way
+		l.channels.del(a.ch.fd)
+	}
+	_ = l.k.Close(a.ch.fd) // a listener has no unflushed state to lose
+	l.hasAccept = false    // a loop has at most one acceptor
+}

@@ -1,0 +1,204 @@
+// This file holds the Server's functional options and the configuration
+// they build. A config is filled in by NewServer before any goroutine starts
+// and is read-only afterwards.
+
+package reactor
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Option configures a Server. Options are applied in order by NewServer,
+// which validates the result and returns an error for nonsense values.
+type Option func(*config)
+
+// LoadBalancer chooses the event loop that serves a new connection.
+type LoadBalancer int
+
+const (
+	// RoundRobin hands connections to the loops in turn. The default.
+	RoundRobin LoadBalancer = iota
+	// LeastConns picks the loop with the fewest open connections (ties go
+	// to the lowest-numbered loop).
+	LeastConns
+	// SourceHash picks the loop by a hash of the client's IP address, so
+	// every connection from one client lands on the same loop.
+	SourceHash
+)
+
+// String returns the balancer's name.
+func (lb LoadBalancer) String() string {
+	switch lb {
+	case RoundRobin:
+		return "round-robin"
+	case LeastConns:
+		return "least-conns"
+	case SourceHash:
+		return "source-hash"
+	}
+	return fmt.Sprintf("LoadBalancer(%d)", int(lb))
+}
+
+type config struct {
+	loops          int
+	dispatcher     DispatcherFactory
+	reusePort      bool
+	balancer       LoadBalancer
+	noDelay        bool
+	keepAlive      time.Duration
+	readBufferSize int
+	highWaterMark  int
+	maxInputSize   int
+	maxConns       int
+	idleTimeout    time.Duration
+	writeTimeout   time.Duration
+	lockOSThread   bool
+	recoverPanics  bool
+	backlog        int
+	logger         *slog.Logger
+}
+
+// Defaults; each option's documentation repeats the one it changes.
+const (
+	DefaultKeepAlive      = 15 * time.Second
+	DefaultReadBufferSize = defaultReadBufferSize
+	DefaultHighWaterMark  = 4 << 20
+	DefaultMaxInputSize   = 4 << 20
+)
+
+func defaultConfig() config {
+	return config{
+		loops:          runtime.GOMAXPROCS(0),
+		dispatcher:     defaultDispatcher,
+		balancer:       RoundRobin,
+		noDelay:        true,
+		keepAlive:      DefaultKeepAlive,
+		readBufferSize: DefaultReadBufferSize,
+		highWaterMark:  DefaultHighWaterMark,
+		maxInputSize:   DefaultMaxInputSize,
+		recoverPanics:  true,
+		logger:         slog.Default(),
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.loops < 0:
+		return fmt.Errorf("reactor: WithLoops(%d): must be >= 0", c.loops)
+	case c.loops > 1024:
+		return fmt.Errorf("reactor: WithLoops(%d): more than 1024 loops", c.loops)
+	case c.dispatcher == nil:
+		return fmt.Errorf("reactor: WithDispatcher(nil)")
+	case c.balancer < RoundRobin || c.balancer > SourceHash:
+		return fmt.Errorf("reactor: WithLoadBalancer: unknown balancer %d", int(c.balancer))
+	case c.keepAlive < 0:
+		return fmt.Errorf("reactor: WithKeepAlive(%v): must be >= 0", c.keepAlive)
+	case c.keepAlive > 0 && c.keepAlive < time.Second:
+		return fmt.Errorf("reactor: WithKeepAlive(%v): the kernel counts keep-alive in whole seconds", c.keepAlive)
+	case c.readBufferSize < 512 || c.readBufferSize > 64<<20:
+		return fmt.Errorf("reactor: WithReadBufferSize(%d): must be between 512 B and 64 MiB", c.readBufferSize)
+	case c.highWaterMark < 0:
+		return fmt.Errorf("reactor: WithHighWaterMark(%d): must be >= 0", c.highWaterMark)
+	case c.maxInputSize < 0:
+		return fmt.Errorf("reactor: WithMaxInputSize(%d): must be >= 0", c.maxInputSize)
+	case c.maxConns < 0:
+		return fmt.Errorf("reactor: WithMaxConns(%d): must be >= 0", c.maxConns)
+	case c.idleTimeout < 0:
+		return fmt.Errorf("reactor: WithIdleTimeout(%v): must be >= 0", c.idleTimeout)
+	case c.writeTimeout < 0:
+		return fmt.Errorf("reactor: WithWriteTimeout(%v): must be >= 0", c.writeTimeout)
+	case c.backlog < 0:
+		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
+	case c.logger == nil:
+		return fmt.Errorf("reactor: WithLogger(nil)")
+	}
+	return nil
+}
+
+// WithLoops sets the number of sub-reactors: event loops, each on its own
+// goroutine, that serve connections while the main loop only accepts. 0
+// selects the single-reactor mode, where one loop accepts and serves
+// everything. Default: runtime.GOMAXPROCS(0). More loops than cores add
+// context switches, not throughput.
+func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
+
+// WithDispatcher selects the readiness backend: Epoll (the default on
+// Linux), Poll, or a simulated network's Dispatcher (Sim.Dispatcher) for
+// deterministic tests. The factory is called once per event loop.
+func WithDispatcher(f DispatcherFactory) Option { return func(c *config) { c.dispatcher = f } }
+
+// WithReusePort gives every event loop its own SO_REUSEPORT listening socket
+// on the server's address, so the kernel spreads new connections across the
+// loops and each loop accepts for itself; there is then no main loop and no
+// load balancer. Default: false (one listener, accepted by the main loop).
+func WithReusePort(on bool) Option { return func(c *config) { c.reusePort = on } }
+
+// WithLoadBalancer chooses how the main loop assigns new connections to
+// loops: RoundRobin (the default), LeastConns or SourceHash. Ignored with
+// WithReusePort or a single loop.
+func WithLoadBalancer(lb LoadBalancer) Option { return func(c *config) { c.balancer = lb } }
+
+// WithTCPNoDelay sets TCP_NODELAY on accepted connections (Nagle's algorithm
+// off). Default: true, as in Go's net package; a server that flushes once per
+// loop iteration already coalesces small writes.
+func WithTCPNoDelay(on bool) Option { return func(c *config) { c.noDelay = on } }
+
+// WithKeepAlive sets the TCP keep-alive idle time and probe interval of
+// accepted connections; 0 disables keep-alive. Default: 15s, as in Go's net
+// package. It costs the kernel a timer per connection, not the loop.
+func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
+
+// WithReadBufferSize sets the size of each loop's shared read buffer: the
+// most one read(2) takes from a connection. Default: 64 KiB per loop (not per
+// connection: connections hold no read buffer of their own unless the
+// handler leaves input unconsumed).
+func WithReadBufferSize(n int) Option { return func(c *config) { c.readBufferSize = n } }
+
+// WithHighWaterMark sets the backpressure threshold: when a flush leaves
+// more than n bytes of output buffered, the connection stops reading until
+// the output drains to n/2, and a WatermarkHandler is told. Output is never
+// dropped; a Handler that writes only in reply to input therefore keeps
+// buffered output within one reply of n. 0 disables backpressure (memory
+// then grows with whatever the handler writes). Default: 4 MiB.
+func WithHighWaterMark(n int) Option { return func(c *config) { c.highWaterMark = n } }
+
+// WithMaxInputSize limits a connection's unconsumed input: a handler that
+// leaves more than n bytes in its input buffer (waiting for a delimiter that
+// never comes, say) has its connection closed with ErrInputTooLarge. 0
+// removes the limit. Default: 4 MiB.
+func WithMaxInputSize(n int) Option { return func(c *config) { c.maxInputSize = n } }
+
+// WithMaxConns limits open connections: beyond n, new connections are
+// accepted and closed at once. 0 means no limit beyond the process's
+// descriptor limit. Default: 0.
+func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
+
+// WithIdleTimeout closes connections that see no bytes in either direction
+// for d, with ErrIdleTimeout. 0 disables it. Default: 0.
+func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
+
+// WithWriteTimeout closes connections whose pending output makes no
+// progress for d (a peer that stopped reading), with ErrWriteTimeout. 0
+// disables it. Default: 0.
+func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
+
+// WithLockOSThread locks each event loop's goroutine to its OS thread, for
+// CPU pinning or thread-local tuning. Default: false.
+func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread = on } }
+
+// WithRecover controls panic isolation. When on (the default), a panic in a
+// Handler callback is recovered on the loop, logged with its stack, and ends
+// only that connection, whose OnClose receives an error wrapping
+// ErrHandlerPanic. When off, a panic crashes the program as usual.
+func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on } }
+
+// WithBacklog sets the listen(2) backlog. 0 (the default) uses the system's
+// maximum (net.core.somaxconn).
+func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
+
+// WithLogger sets the logger for the server's own events (accept failures,
+// handler panics, descriptor exhaustion). Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

@@ -1,0 +1,488 @@
+// This file holds Server (the C design's tcp_server): it binds the listening
+// socket, builds the event loops, runs them, and shuts them down without
+// losing output. Server methods are safe from any goroutine.
+
+package reactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tcpreactor/reactor/internal/kernel"
+	"golang.org/x/sys/unix"
+)
+
+// Server states.
+const (
+	stateNew = iota
+	stateServing
+	stateShuttingDown
+	stateClosed
+)
+
+// Server is a TCP server built on event loops: a main loop that accepts and
+// hands connections to a pool of sub-loops (or, with WithLoops(0), one loop
+// that does everything; or, with WithReusePort, loops that each accept for
+// themselves). Create it with NewServer, run it with Serve, stop it with
+// Shutdown or Close. Every method is safe from any goroutine.
+type Server struct {
+	cfg     config
+	handler Handler
+	log     *slog.Logger
+	k       kernel.Interface
+	addr    *net.TCPAddr
+
+	loops      []*EventLoop // the loops that serve connections
+	acceptLoop *EventLoop   // the main loop, when one loop accepts for all; else nil
+	allLoops   []*EventLoop // every loop the server runs (acceptLoop first if separate)
+	acceptors  []*acceptor
+	driver     simDriver // set when the loops run over a stepped simulation
+	rr         int       // round-robin cursor; owned by acceptLoop
+
+	stats serverStats
+
+	mu    sync.Mutex // guards state and serveErr
+	state int
+	wg    sync.WaitGroup // the loop goroutines
+	done  chan struct{}  // closed when Serve's loops have all returned
+	err   error          // the first loop failure, returned by Serve
+}
+
+// simDriver is implemented by the mock dispatcher when its simulation is
+// stepped: loops over it only run when the simulation is driven, so a
+// Shutdown or Close waiting for the loops must drive it until done() holds
+// (or cancel is closed, then it returns false).
+type simDriver interface {
+	runUntil(done func() bool, cancel <-chan struct{}) bool
+}
+
+// NewServer creates a server for h listening on addr ("host:port"; ":0"
+// picks a free port, see Addr). It binds the socket and builds the event
+// loops at once, so errors such as EADDRINUSE surface here; it starts no
+// goroutine until Serve.
+func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("reactor: NewServer: nil Handler")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, errors.New("reactor: NewServer: nil Option")
+		}
+		opt(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, handler: h, log: cfg.logger, done: make(chan struct{})}
+	if err := s.build(addr); err != nil {
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// build creates the loops and the listening sockets.
+func (s *Server) build(addr string) error {
+	nIO := s.cfg.loops
+	switch {
+	case s.cfg.reusePort:
+		nIO = max(nIO, 1)
+	case nIO == 0:
+		nIO = 1 // single reactor: the one loop accepts and serves
+	default:
+		l, err := s.newLoop("main")
+		if err != nil {
+			return err
+		}
+		s.acceptLoop = l
+	}
+	for i := range nIO {
+		l, err := s.newLoop(fmt.Sprintf("%d", i))
+		if err != nil {
+			return err
+		}
+		s.loops = append(s.loops, l)
+	}
+	if s.acceptLoop == nil && !s.cfg.reusePort {
+		s.acceptLoop = s.loops[0]
+	} else if s.acceptLoop != nil {
+		s.acceptLoop.waitSubs = len(s.loops)
+	}
+	s.k = s.allLoops[0].k
+	if d, ok := s.allLoops[0].d.(simDriver); ok {
+		s.driver = d
+	}
+
+	listenOn := s.loops
+	if !s.cfg.reusePort {
+		listenOn = []*EventLoop{s.acceptLoop}
+	}
+	for i, l := range listenOn {
+		bindAddr := addr
+		if i > 0 {
+			// Every SO_REUSEPORT socket binds the port the first one got,
+			// so ":0" works with WithReusePort too.
+			bindAddr = s.addr.String()
+		}
+		fd, sa, err := s.k.Listen("tcp", bindAddr, s.cfg.reusePort, s.cfg.backlog)
+		if err != nil {
+			return &net.OpError{Op: "listen", Net: "tcp", Addr: tcpAddrOrNil(bindAddr), Err: err}
+		}
+		if s.addr == nil {
+			s.addr = net.TCPAddrFromAddrPort(sockaddrToAddrPort(sa))
+		}
+		a := newAcceptor(l, s, fd)
+		s.acceptors = append(s.acceptors, a)
+		if err := a.start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) newLoop(name string) (*EventLoop, error) {
+	d, err := s.cfg.dispatcher()
+	if err != nil {
+		return nil, fmt.Errorf("reactor: creating dispatcher: %w", err)
+	}
+	l := newEventLoop(name, d, s, s.log, s.cfg.readBufferSize)
+	l.recoverOn = s.cfg.recoverPanics
+	if len(s.allLoops) > 0 && l.k != s.allLoops[0].k {
+		_ = d.Close() // not yet used by anything
+		return nil, errors.New("reactor: WithDispatcher: the factory's dispatchers do not share one network")
+	}
+	s.allLoops = append(s.allLoops, l)
+	return l, nil
+}
+
+func tcpAddrOrNil(addr string) net.Addr {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return nil
+}
+
+// release closes the listeners and dispatchers of a server whose loops never
+// ran.
+func (s *Server) release() {
+	for _, a := range s.acceptors {
+		a.close()
+	}
+	for _, l := range s.allLoops {
+		_ = l.d.Close() // nothing is registered any more
+		l.state.Store(loopStopped)
+		close(l.done)
+	}
+}
+
+// Addr returns the address the server listens on, with the port the kernel
+// chose if addr had port 0.
+func (s *Server) Addr() net.Addr { return s.addr }
+
+// Serve runs the event loops and blocks until the server is shut down, then
+// returns ErrServerClosed. If an event loop fails (its Dispatcher returns an
+// error), Serve closes the server and returns that error. Serve may be called
+// once; later calls, and calls after Shutdown or Close, return
+// ErrServerClosed.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	if s.state != stateNew {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.state = stateServing
+	s.wg.Add(len(s.allLoops))
+	s.mu.Unlock()
+
+	for _, l := range s.allLoops {
+		go s.runLoop(l)
+	}
+	s.wg.Wait()
+	close(s.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state = stateClosed
+	if s.err != nil {
+		return s.err
+	}
+	return ErrServerClosed
+}
+
+// runLoop is the body of one loop goroutine (the C design's
+// event_loop_thread).
+func (s *Server) runLoop(l *EventLoop) {
+	defer s.wg.Done()
+	if s.cfg.lockOSThread {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	if err := l.Run(); err != nil {
+		s.log.Error("reactor: event loop failed", "loop", l.name, "err", err)
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+		s.stopAll(true)
+	}
+}
+
+// Shutdown stops the server gracefully: it stops accepting, stops reading
+// from every connection, flushes every byte already accepted by Write,
+// closes each connection (OnClose runs with a nil error), stops the loops
+// and returns once every goroutine Serve started has exited. If ctx ends
+// first, Shutdown closes what is left at once (as Close does) and returns
+// ctx.Err(). Calling it again, or after Close, waits for the same end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.beginStop(false) {
+		return nil
+	}
+	if err := s.waitLoops(ctx.Done()); err != nil {
+		s.stopAll(true)
+		_ = s.waitLoops(nil)
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Close stops the server at once: it closes the listeners and every
+// connection without flushing (OnClose receives an error wrapping
+// ErrServerClosed where output was lost), stops the loops and waits for
+// their goroutines to exit.
+func (s *Server) Close() error {
+	if !s.beginStop(true) {
+		return nil
+	}
+	return s.waitLoops(nil)
+}
+
+// beginStop moves the server towards closed. It returns false if the loops
+// never ran (everything is released already), true if the caller must wait
+// for them.
+func (s *Server) beginStop(hard bool) bool {
+	s.mu.Lock()
+	switch s.state {
+	case stateNew:
+		s.state = stateClosed
+		s.mu.Unlock()
+		s.release()
+		close(s.done)
+		return false
+	case stateClosed:
+		s.mu.Unlock()
+		return true // wait for the loops of a Serve that is finishing
+	case stateShuttingDown:
+		s.mu.Unlock()
+		if hard {
+			s.stopAll(true)
+		}
+		return true
+	}
+	s.state = stateShuttingDown
+	s.mu.Unlock()
+	s.stopAll(hard)
+	return true
+}
+
+// stopAll tells every loop to stop: gracefully (drain each connection's
+// output, then close it, then stop) or hard (close everything now). The
+// acceptor's loop goes first and forwards the order to the other loops from
+// its own goroutine, so every connection it handed to a loop before closing
+// its listener reaches that loop before the order does: none is lost in
+// between.
+func (s *Server) stopAll(hard bool) {
+	order := func(l *EventLoop) {
+		if hard {
+			l.Submit(l.stopHard)
+		} else {
+			l.Submit(l.beginDrain)
+		}
+	}
+	if s.acceptLoop == nil {
+		for _, l := range s.loops {
+			order(l)
+		}
+		return
+	}
+	s.acceptLoop.Submit(func() {
+		for _, a := range s.acceptors {
+			a.close()
+		}
+		for _, l := range s.loops {
+			if l != s.acceptLoop {
+				order(l)
+			}
+		}
+		if hard {
+			s.acceptLoop.stopHard()
+		} else {
+			s.acceptLoop.beginDrain()
+		}
+	})
+}
+
+// waitLoops waits until every loop has returned (driving the simulation if
+// the loops run over one), or cancel is closed. It returns an error only on
+// cancel.
+func (s *Server) waitLoops(cancel <-chan struct{}) error {
+	if s.driver != nil && !s.driver.runUntil(s.loopsStopped, cancel) {
+		return context.Canceled
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-cancel:
+		return context.Canceled
+	}
+}
+
+// loopsStopped reports whether every loop has returned from Run.
+func (s *Server) loopsStopped() bool {
+	for _, l := range s.allLoops {
+		select {
+		case <-l.done:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// beginDrain starts a graceful stop of l: its acceptor closes, every
+// connection stops reading and closes once its output is flushed, and the
+// loop returns from Run when the last one has closed. Loop goroutine.
+func (l *EventLoop) beginDrain() {
+	l.draining = true
+	l.channels.each(func(ch *channel) {
+		switch h := ch.handler.(type) {
+		case *acceptor:
+			h.close()
+		case *Conn:
+			h.drain()
+		}
+	})
+}
+
+// stopHard closes every connection of l now and stops it. Loop goroutine.
+func (l *EventLoop) stopHard() {
+	l.draining = true
+	l.Stop()
+}
+
+// drain stops reading and asks for a close once the output is flushed.
+func (c *Conn) drain() {
+	c.stopRead = true
+	c.drained = true
+	c.mu.Lock()
+	c.wclosed = true
+	c.closeReq = true
+	c.queueLocked()
+	c.updateInterest()
+}
+
+// accepted takes a new connection from an acceptor on loop from: it applies
+// the connection limit and the socket options and hands the connection to a
+// loop. Loop goroutine of from.
+func (s *Server) accepted(from *EventLoop, fd int, sa unix.Sockaddr) {
+	s.stats.accepted.Add(1)
+	if max := s.cfg.maxConns; max > 0 && s.stats.open.Load() >= int64(max) {
+		_ = s.k.Close(fd) // rejected: never registered
+		if n := s.stats.rejected.Add(1); n&(n-1) == 0 {
+			// Logged at 1, 2, 4, 8, ... rejections: visible, not a flood.
+			s.log.Warn("reactor: connection limit reached; rejecting", "max", max, "rejected", n)
+		}
+		return
+	}
+	s.stats.open.Add(1)
+	s.setSockopts(fd)
+	l := from
+	if s.acceptLoop != nil && len(s.loops) > 1 {
+		l = s.pick(sa)
+	} else if s.acceptLoop != nil {
+		l = s.loops[0]
+	}
+	l.numConns.Add(1)
+	c := newConn(l, fd, sa)
+	if l == from {
+		c.register()
+	} else {
+		l.Submit(c.register)
+	}
+}
+
+// setSockopts applies TCP_NODELAY and keep-alive. Failures are logged, not
+// fatal: the connection works without them.
+func (s *Server) setSockopts(fd int) {
+	if s.cfg.noDelay {
+		if err := s.k.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
+			s.log.Debug("reactor: TCP_NODELAY", "err", err)
+		}
+	}
+	if ka := s.cfg.keepAlive; ka > 0 {
+		secs := int(ka / time.Second)
+		for _, o := range [...]struct{ level, opt, v int }{
+			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs},
+			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs},
+		} {
+			if err := s.k.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
+				s.log.Debug("reactor: keep-alive", "err", err)
+				break
+			}
+		}
+	}
+}
+
+// pick chooses the loop for a new connection. acceptLoop goroutine.
+func (s *Server) pick(sa unix.Sockaddr) *EventLoop {
+	switch s.cfg.balancer {
+	case LeastConns:
+		best := s.loops[0]
+		for _, l := range s.loops[1:] {
+			if l.numConns.Load() < best.numConns.Load() {
+				best = l
+			}
+		}
+		return best
+	case SourceHash:
+		ip := sockaddrToAddrPort(sa).Addr().As16()
+		h := fnv.New32a()
+		_, _ = h.Write(ip[:]) // hash.Hash never fails
+		return s.loops[h.Sum32()%uint32(len(s.loops))]
+	}
+	l := s.loops[s.rr%len(s.loops)]
+	s.rr++
+	return l
+}
+
+// connGone is called when a connection's descriptor has been closed: it
+// frees a slot under WithMaxConns and lets a paused acceptor try again at
+// once, since a descriptor is now free. Any loop goroutine.
+func (s *Server) connGone() {
+	s.stats.open.Add(-1)
+	for _, a := range s.acceptors {
+		if a.pausedNow.Load() {
+			a.loop.Submit(a.resume)
+		}
+	}
+}
+
+// serverStats are the server-wide counters, touched once per connection (not
+// per message), so atomics are cheap enough.
+type serverStats struct {
+	open         atomic.Int64
+	accepted     atomic.Int64
+	rejected     atomic.Int64
+	acceptErrors atomic.Int64
+	fdExhausted  atomic.Int64
+}
