@@ -294,6 +294,9 @@ func (c *Conn) register() {
 	if d := l.srv.cfg.writeTimeout; d > 0 {
 		c.setTimeout(writeTimeout, d)
 	}
+	if l.tracing {
+		l.trace("OnOpen fd=%d peer=%v", c.ch.fd, c.raddr)
+	}
 	l.current = c
 	l.srv.handler.OnOpen(c)
 	l.current = nil
@@ -377,6 +380,9 @@ func (c *Conn) deliver(in *Buffer) {
 		return
 	}
 	l := c.loop
+	if l.tracing {
+		l.trace("OnMessage fd=%d in=%d", c.ch.fd, in.Len())
+	}
 	l.current = c
 	l.srv.handler.OnMessage(c, in)
 	l.current = nil
@@ -445,6 +451,9 @@ func (c *Conn) flush() {
 		c.resume(pending)
 	}
 	if n > 0 {
+		if l.tracing {
+			l.trace("OnWriteComplete fd=%d", c.ch.fd)
+		}
 		l.current = c
 		l.srv.handler.OnWriteComplete(c)
 		l.current = nil
@@ -476,6 +485,9 @@ func (c *Conn) checkHighWater(pending int) {
 		return
 	}
 	c.paused = true
+	if c.loop.tracing {
+		c.loop.trace("high water fd=%d buffered=%d", c.ch.fd, pending)
+	}
 	if wh, ok := c.loop.srv.handler.(WatermarkHandler); ok {
 		c.loop.current = c
 		wh.OnHighWater(c, pending)
@@ -485,6 +497,9 @@ func (c *Conn) checkHighWater(pending int) {
 
 func (c *Conn) resume(pending int) {
 	c.paused = false
+	if c.loop.tracing {
+		c.loop.trace("low water fd=%d buffered=%d", c.ch.fd, pending)
+	}
 	if wh, ok := c.loop.srv.handler.(WatermarkHandler); ok {
 		c.loop.current = c
 		wh.OnLowWater(c, pending)
@@ -573,6 +588,9 @@ func (c *Conn) closeNow(err error) {
 // connection left to end, so it is only logged).
 func (c *Conn) callOnClose(err error) {
 	l := c.loop
+	if l.tracing {
+		l.trace("OnClose fd=%d err=%v", c.ch.fd, err)
+	}
 	if l.recoverOn {
 		defer func() {
 			if r := recover(); r != nil {

@@ -1,6 +1,67 @@
 // Package reactor is an event-driven TCP server framework built on the
-// reactor pattern: non-blocking sockets, readiness notification and a pool of
-// event-loop goroutines, behind a small API.
+// reactor pattern: non-blocking sockets, readiness notification and a pool
+// of event-loop goroutines, behind a small API.
 //
-// The package documentation grows with the server; see README.md.
+// # Using it
+//
+// Write a Handler (or fill in HandlerFuncs), create a Server and run it:
+//
+//	h := reactor.HandlerFuncs{
+//		Message: func(c *reactor.Conn, in *reactor.Buffer) {
+//			c.Write(in.Next(in.Len())) // echo
+//		},
+//	}
+//	srv, err := reactor.NewServer("127.0.0.1:9000", h, reactor.WithLoops(4))
+//	if err != nil { ... }
+//	go srv.Serve()        // returns ErrServerClosed once shut down
+//	...
+//	srv.Shutdown(ctx)     // flushes what was written, closes, waits
+//
+// Every callback for a connection runs on that connection's event-loop
+// goroutine, one at a time. Callbacks must not block; Conn.Write, Close and
+// CloseWrite are safe from any goroutine, so slow work can run elsewhere and
+// write its result.
+//
+// # How it works
+//
+// The parts keep the names of the C teaching framework this design comes
+// from. A Server owns a main EventLoop whose acceptor takes new connections
+// (accept4 until EAGAIN) and hands each one, through the chosen LoadBalancer,
+// to one of N sub-loops; WithLoops(0) makes one loop do everything, and
+// WithReusePort gives each loop a listener of its own.
+//
+// An EventLoop is one goroutine repeating one iteration: wait on its
+// Dispatcher (epoll, poll(2) or the simulation) no longer than its next timer;
+// for each ready descriptor look up the channel in its channelMap and let the
+// Conn or acceptor behind it handle the event; run the tasks other goroutines
+// queued with Submit; fire due timers and connection timeouts; then flush,
+// with one write(2) each, the connections that were written to. A
+// connection's fresh input is read into a buffer shared by the whole loop and
+// handed to OnMessage; only what the handler leaves unconsumed is copied into
+// a buffer of the connection's own, taken from a pool and returned when
+// empty, so an idle connection holds no buffers. Output waits in a pooled
+// Buffer, with the descriptor registered for writability only while it
+// waits. In steady state the read, handle, write path allocates nothing.
+//
+// # Ownership
+//
+// Every Conn, channel, buffer and timer belongs to exactly one loop and is
+// touched only on its goroutine; other goroutines reach it through
+// EventLoop.Submit or through the methods documented as safe from any
+// goroutine. Nothing is global: two servers in one process, with different
+// backends, never interfere.
+//
+// # Errors
+//
+// Sentinel errors (ErrServerClosed, ErrConnClosed, ErrIdleTimeout,
+// ErrWriteTimeout, ErrInputTooLarge, ErrHandlerPanic) work with errors.Is.
+// OnClose receives nil when a connection ended in order and otherwise the
+// reason, for example an error wrapping syscall.ECONNRESET for a reset by
+// the peer.
+//
+// # Testing
+//
+// Sim is a simulated network: a Server built with WithDispatcher(sim.Dispatcher)
+// runs unchanged over virtual sockets, a virtual clock and injected faults,
+// and a test steps it deterministically from its own goroutine.
 package reactor

@@ -79,6 +79,7 @@ type EventLoop struct {
 	current   *Conn    // connection whose callback is running, for panic isolation
 	conns     int      // open connections on this loop
 	recoverOn bool     // recover handler panics (WithRecover)
+	tracing   bool     // record callbacks in the simulation's trace (see trace)
 	draining  bool     // graceful shutdown: stop once conns reaches 0
 	tmoLists  []*timeoutList
 	nowCache  time.Duration // the clock, read once per iteration (see now)
@@ -427,6 +428,14 @@ func (l *EventLoop) flushFrom(c *Conn) (rest *Conn) {
 	return nil
 }
 
+// trace adds a line to the simulation's trace, interleaved with the
+// simulated kernel's own records, so a test can see which callback ran
+// when. Callers check l.tracing first, so that building the arguments costs
+// nothing when the loop runs over a real kernel.
+func (l *EventLoop) trace(format string, args ...any) {
+	l.srv.tracef("loop "+l.name+": "+format, args...)
+}
+
 // handlerPanicked ends the connection whose callback panicked, logging the
 // panic with its stack. The loop and every other connection carry on.
 func (l *EventLoop) handlerPanicked(r any) {
@@ -434,6 +443,9 @@ func (l *EventLoop) handlerPanicked(r any) {
 	l.current = nil
 	stack := debug.Stack()
 	l.log.Error("reactor: handler panicked", "loop", l.name, "panic", r, "stack", string(stack))
+	if l.tracing {
+		l.trace("panic %v", r)
+	}
 	if c != nil {
 		c.closeNow(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
 	}

@@ -46,6 +46,7 @@ type Server struct {
 	allLoops   []*EventLoop // every loop the server runs (acceptLoop first if separate)
 	acceptors  []*acceptor
 	driver     simDriver // set when the loops run over a stepped simulation
+	tracef     func(format string, args ...any) // the simulation's trace, or nil
 	rr         int       // round-robin cursor; owned by acceptLoop
 
 	stats serverStats
@@ -121,6 +122,12 @@ func (s *Server) build(addr string) error {
 	s.k = s.allLoops[0].k
 	if d, ok := s.allLoops[0].d.(simDriver); ok {
 		s.driver = d
+	}
+	if md, ok := s.allLoops[0].d.(*mockDispatcher); ok {
+		s.tracef = md.simKernel().Tracef
+		for _, l := range s.allLoops {
+			l.tracing = true
+		}
 	}
 
 	listenOn := s.loops
