@@ -45,9 +45,9 @@ type Server struct {
 	acceptLoop *EventLoop   // the main loop, when one loop accepts for all; else nil
 	allLoops   []*EventLoop // every loop the server runs (acceptLoop first if separate)
 	acceptors  []*acceptor
-	driver     simDriver // set when the loops run over a stepped simulation
+	driver     simDriver                        // set when the loops run over a stepped simulation
 	tracef     func(format string, args ...any) // the simulation's trace, or nil
-	rr         int       // round-robin cursor; owned by acceptLoop
+	rr         int                              // round-robin cursor; owned by acceptLoop
 
 	stats serverStats
 
