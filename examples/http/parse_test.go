@@ -534,31 +534,6 @@ func TestDateCache(t *testing.T) {
 	assert.Equal(t, "Sun, 06 Nov 1994 08:49:37 GMT", string(c.get(t0)))
 }
 
-func TestRun(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		in       string
-		status   int
-		contains []string
-	}{
-		{"pipelined", validRequests[0].in + validRequests[2].in, 0,
-			[]string{"request 1: bytes 0..27", "request 2: bytes 27..", `"hello world"`}},
-		{"incomplete", validRequests[0].in + "GET /", 1,
-			[]string{"request 1: bytes 0..27", "incomplete request: 5 bytes left at offset 27"}},
-		{"bad", "GET / HTTP/3.0\r\n\r\n", 1,
-			[]string{"request 1 at offset 0: http: HTTP version not supported", "HTTP/1.1 505 HTTP Version Not Supported\r\n", "Connection: close\r\n"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var out bytes.Buffer
-			assert.Equal(t, tc.status, run(&out, []byte(tc.in)))
-			for _, s := range tc.contains {
-				assert.Contains(t, out.String(), s)
-			}
-		})
-	}
-	assert.Equal(t, "a\r\nb\r\n\r\nc", string(lfToCRLF([]byte("a\nb\r\n\nc"))))
-}
-
 // The hot path allocates nothing: parsing a request, and appending its
 // response to an output buffer that has grown to its working size.
 func TestAllocations(t *testing.T) {
