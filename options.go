@@ -15,33 +15,6 @@ import (
 // which validates the result and returns an error for nonsense values.
 type Option func(*config)
 
-// LoadBalancer chooses the event loop that serves a new connection.
-type LoadBalancer int
-
-const (
-	// RoundRobin hands connections to the loops in turn. The default.
-	RoundRobin LoadBalancer = iota
-	// LeastConns picks the loop with the fewest open connections (ties go
-	// to the lowest-numbered loop).
-	LeastConns
-	// SourceHash picks the loop by a hash of the client's IP address, so
-	// every connection from one client lands on the same loop.
-	SourceHash
-)
-
-// String returns the balancer's name.
-func (lb LoadBalancer) String() string {
-	switch lb {
-	case RoundRobin:
-		return "round-robin"
-	case LeastConns:
-		return "least-conns"
-	case SourceHash:
-		return "source-hash"
-	}
-	return fmt.Sprintf("LoadBalancer(%d)", int(lb))
-}
-
 type config struct {
 	loops          int
 	dispatcher     DispatcherFactory

@@ -8,11 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,25 +223,6 @@ func (s *Server) Serve() error {
 	return ErrServerClosed
 }
 
-// runLoop is the body of one loop goroutine (the C design's
-// event_loop_thread).
-func (s *Server) runLoop(l *EventLoop) {
-	defer s.wg.Done()
-	if s.cfg.lockOSThread {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-	}
-	if err := l.Run(); err != nil {
-		s.log.Error("reactor: event loop failed", "loop", l.name, "err", err)
-		s.mu.Lock()
-		if s.err == nil {
-			s.err = err
-		}
-		s.mu.Unlock()
-		s.stopAll(true)
-	}
-}
-
 // Shutdown stops the server gracefully: it stops accepting, stops reading
 // from every connection, flushes every byte already accepted by Write,
 // closes each connection (OnClose runs with a nil error), stops the loops
@@ -448,28 +427,6 @@ func (s *Server) setSockopts(fd int) {
 			}
 		}
 	}
-}
-
-// pick chooses the loop for a new connection. acceptLoop goroutine.
-func (s *Server) pick(sa unix.Sockaddr) *EventLoop {
-	switch s.cfg.balancer {
-	case LeastConns:
-		best := s.loops[0]
-		for _, l := range s.loops[1:] {
-			if l.numConns.Load() < best.numConns.Load() {
-				best = l
-			}
-		}
-		return best
-	case SourceHash:
-		ip := sockaddrToAddrPort(sa).Addr().As16()
-		h := fnv.New32a()
-		_, _ = h.Write(ip[:]) // hash.Hash never fails
-		return s.loops[h.Sum32()%uint32(len(s.loops))]
-	}
-	l := s.loops[s.rr%len(s.loops)]
-	s.rr++
-	return l
 }
 
 // connGone is called when a connection's descriptor has been closed: it

@@ -195,3 +195,88 @@ func TestLoopTimersOnVirtualTime(t *testing.T) {
 	}, nil))
 	require.NoError(t, <-errc)
 }
+
+// TestBalancers checks where each balancer puts new connections, over the
+// simulation, where the order of events is exact.
+func TestBalancers(t *testing.T) {
+	start := func(t *testing.T, lb LoadBalancer) (*Sim, *Server, func()) {
+		s := NewSim(3)
+		srv, err := NewServer("127.0.0.1:80", HandlerFuncs{}, WithDispatcher(s.Dispatcher), WithLoops(4), WithLoadBalancer(lb))
+		require.NoError(t, err)
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve() }()
+		return s, srv, func() {
+			require.NoError(t, srv.Shutdown(context.Background()))
+			require.ErrorIs(t, <-errc, ErrServerClosed)
+		}
+	}
+	conns := func(srv *Server) []int64 {
+		var n []int64
+		for _, l := range srv.Stats().Loops[1:] { // [0] is the main loop
+			n = append(n, l.Conns)
+		}
+		return n
+	}
+	t.Run("round-robin", func(t *testing.T) {
+		s, srv, stop := start(t, RoundRobin)
+		defer stop()
+		for range 10 {
+			_, err := s.k.Dial("127.0.0.1:80")
+			require.NoError(t, err)
+		}
+		s.k.RunUntilIdle()
+		assert.Equal(t, []int64{3, 3, 2, 2}, conns(srv))
+	})
+	t.Run("least-conns", func(t *testing.T) {
+		s, srv, stop := start(t, LeastConns)
+		defer stop()
+		var cs []*sim.Conn
+		for range 8 {
+			c, err := s.k.Dial("127.0.0.1:80")
+			require.NoError(t, err)
+			cs = append(cs, c)
+			s.k.RunUntilIdle()
+		}
+		assert.Equal(t, []int64{2, 2, 2, 2}, conns(srv))
+		// Empty loop 0 (its connections were the 1st and 5th), then the
+		// next two connections must both go there.
+		require.NoError(t, cs[0].Close())
+		require.NoError(t, cs[4].Close())
+		s.k.RunUntilIdle()
+		assert.Equal(t, []int64{0, 2, 2, 2}, conns(srv))
+		for range 2 {
+			_, err := s.k.Dial("127.0.0.1:80")
+			require.NoError(t, err)
+			s.k.RunUntilIdle()
+		}
+		assert.Equal(t, []int64{2, 2, 2, 2}, conns(srv))
+	})
+	t.Run("source-hash", func(t *testing.T) {
+		s, srv, stop := start(t, SourceHash)
+		defer stop()
+		// Every connection from one address lands on one loop.
+		for i := range 12 {
+			_, err := s.k.DialFrom("198.51.100.7:0", "127.0.0.1:80")
+			require.NoError(t, err, "dial %d", i)
+		}
+		s.k.RunUntilIdle()
+		n := conns(srv)
+		busy := 0
+		for _, c := range n {
+			if c > 0 {
+				busy++
+				assert.Equal(t, int64(12), c)
+			}
+		}
+		assert.Equal(t, 1, busy, "one source address, one loop: %v", n)
+		// Many addresses spread over the loops.
+		for i := range 64 {
+			_, err := s.k.DialFrom(fmt.Sprintf("198.51.100.%d:0", 10+i), "127.0.0.1:80")
+			require.NoError(t, err)
+		}
+		s.k.RunUntilIdle()
+		for i, c := range conns(srv) {
+			assert.Positive(t, c, "loop %d got no connection from 64 addresses", i)
+		}
+	})
+}

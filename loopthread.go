@@ -1,0 +1,84 @@
+// This file holds the loop pool (the C design's thread_pool and
+// event_loop_thread): the goroutine each event loop runs on, and the load
+// balancer that picks the loop for a new connection. The balancer runs on
+// the main loop's goroutine only.
+
+package reactor
+
+import (
+	"fmt"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// LoadBalancer chooses the event loop that serves a new connection.
+type LoadBalancer int
+
+const (
+	// RoundRobin hands connections to the loops in turn. The default.
+	RoundRobin LoadBalancer = iota
+	// LeastConns picks the loop with the fewest open connections (ties go
+	// to the lowest-numbered loop).
+	LeastConns
+	// SourceHash picks the loop by a hash of the client's IP address, so
+	// every connection from one client lands on the same loop.
+	SourceHash
+)
+
+// String returns the balancer's name.
+func (lb LoadBalancer) String() string {
+	switch lb {
+	case RoundRobin:
+		return "round-robin"
+	case LeastConns:
+		return "least-conns"
+	case SourceHash:
+		return "source-hash"
+	}
+	return fmt.Sprintf("LoadBalancer(%d)", int(lb))
+}
+
+// runLoop is the body of one loop goroutine (the C design's
+// event_loop_thread).
+func (s *Server) runLoop(l *EventLoop) {
+	defer s.wg.Done()
+	if s.cfg.lockOSThread {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	if err := l.Run(); err != nil {
+		s.log.Error("reactor: event loop failed", "loop", l.name, "err", err)
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+		s.stopAll(true)
+	}
+}
+
+// pick chooses the loop for a new connection. acceptLoop goroutine.
+func (s *Server) pick(sa unix.Sockaddr) *EventLoop {
+	switch s.cfg.balancer {
+	case LeastConns:
+		best := s.loops[0]
+		for _, l := range s.loops[1:] {
+			if l.numConns.Load() < best.numConns.Load() {
+				best = l
+			}
+		}
+		return best
+	case SourceHash:
+		// FNV-1a over the 16-byte form of the IP (IPv4 as ::ffff:a.b.c.d),
+		// written out so that it allocates nothing.
+		h := uint32(2166136261)
+		for _, b := range sockaddrToAddrPort(sa).Addr().As16() {
+			h = (h ^ uint32(b)) * 16777619
+		}
+		return s.loops[h%uint32(len(s.loops))]
+	}
+	l := s.loops[s.rr%len(s.loops)]
+	s.rr++
+	return l
+}
