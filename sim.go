@@ -8,7 +8,6 @@
 package reactor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -173,15 +172,20 @@ func (s *Sim) Dispatcher() (Dispatcher, error) {
 // been created with WithDispatcher(s.Dispatcher); Start panics otherwise,
 // since such a server would not run when the simulation is driven.
 //
-// stop shuts the server down gracefully with Server.Shutdown, which drives
-// the simulation itself until every loop has stopped: output already
-// written is flushed to clients that read, each connection gets OnClose. It
-// then waits for Serve to return and reports the first failure: Shutdown's
-// error, or Serve's if it is not ErrServerClosed (an event loop failed);
-// nil if all went well. stop may be called more than once and returns the
-// same result each time, so `defer stop()` is safe after an explicit call.
-// Like every driver, call it from the test's goroutine, never from a
-// handler.
+// stop shuts the server down gracefully, as Server.Shutdown does, driving
+// the simulation until every loop has stopped: the server stops accepting
+// and reading, flushes the output already written, closes each connection
+// (OnClose runs with a nil error) and Serve returns. Unlike Shutdown it
+// cannot hang: in a simulation nothing happens while the test waits in
+// stop, so if the shutdown stalls (output waiting for a client whose
+// receive window is full, say) stop closes what is left at once, as
+// Server.Close does, and returns an error saying how many connections it
+// closed that way. Otherwise it returns Serve's error if that is not
+// ErrServerClosed (an event loop failed), or nil. stop does not move the
+// clock: Advance first if timers should fire. It may be called more than
+// once and returns the same result each time, so `defer stop()` is safe
+// after an explicit call. Like every driver, call it from the test's
+// goroutine, never from a handler.
 func (s *Sim) Start(srv *Server) (stop func() error) {
 	var polls []*sim.Poller
 	for _, l := range srv.allLoops {
@@ -204,14 +208,30 @@ func (s *Sim) Start(srv *Server) (stop func() error) {
 	var once sync.Once
 	var err error
 	return func() error {
-		once.Do(func() {
-			err = srv.Shutdown(context.Background())
-			if serr := <-served; err == nil && !errors.Is(serr, ErrServerClosed) {
-				err = serr
-			}
-		})
+		once.Do(func() { err = s.stop(srv, served) })
 		return err
 	}
+}
+
+// stop is Start's stop: Shutdown's graceful sequence, driven here rather
+// than inside Shutdown so that a stall is seen (the simulation idle with
+// loops still running) instead of waited on forever.
+func (s *Sim) stop(srv *Server, served <-chan error) error {
+	var err error
+	if srv.beginStop(false) {
+		s.k.RunUntilIdle()
+		if !srv.loopsStopped() {
+			n := srv.Stats().Open
+			srv.stopAll(true)
+			_ = srv.waitLoops(nil) // as Close does: it cannot fail without a cancel
+			err = fmt.Errorf("reactor: Sim: graceful shutdown stalled with %d connections open "+
+				"(output waiting for a client that does not read?); closed them", n)
+		}
+	}
+	if serr := <-served; err == nil && !errors.Is(serr, ErrServerClosed) {
+		err = serr
+	}
+	return err
 }
 
 // Dial connects a new client to addr ("host:port"; the simulation has no
