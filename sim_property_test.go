@@ -1,0 +1,285 @@
+package reactor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tcpreactor/reactor"
+)
+
+var simSeed = flag.Int64("sim.seed", -1,
+	"run TestSimEchoProperty with this seed only, and log its whole trace")
+
+// TestSimEchoProperty runs a random script against an echo server for each
+// of 200 seeds: clients that connect at random moments, send random bytes
+// in random chunks, read at random moments (some with a small receive
+// window), and end by half-closing, by closing once they have their echo,
+// or by resetting midway; faults injected at random (short reads and
+// writes, EAGAIN and EINTR, accept failures including EMFILE, resets in
+// mid-stream, a descriptor limit); and any number of loops from one to
+// four. Whatever happens, no byte is lost or reordered except where a reset
+// makes loss legitimate, OnOpen and OnClose pair, OnClose's error says
+// reset exactly when there was one, nothing panics and the server logs no
+// error. Everything in a run, script included, derives from its seed: a
+// failure names the seed, and -sim.seed=N replays that run exactly.
+func TestSimEchoProperty(t *testing.T) {
+	seeds := make([]int64, 200)
+	for i := range seeds {
+		seeds[i] = int64(i)
+	}
+	if *simSeed >= 0 {
+		seeds = []int64{*simSeed}
+	}
+	for _, seed := range seeds {
+		ok := t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			trace := simEchoScript(t, seed)
+			if *simSeed >= 0 {
+				t.Log(trace)
+			}
+			if seed%50 == 0 && !t.Failed() {
+				again := simEchoScript(t, seed)
+				assert.True(t, trace == again, "the replay differs at %s", simDiff(trace, again))
+			}
+		})
+		if !ok {
+			t.Logf("seed %d failed; replay it with: go test -run TestSimEchoProperty -sim.seed=%d", seed, seed)
+		}
+	}
+}
+
+// simClient is one client of the script and what it has sent and got.
+type simClient struct {
+	c       *reactor.SimConn
+	data    []byte // what it will send
+	sent    int    // how much of data Write accepted
+	got     []byte // what it read
+	ending  int    // 0: half-close when all is sent; 1: close once all is echoed; 2: reset at resetAt
+	resetAt int
+	ended   bool // CloseWrite, Close or Reset done (or Write failed)
+}
+
+// terminal reports whether the client's connection is over: the server has
+// closed it (in order or by reset), or the client has.
+func (cl *simClient) terminal() bool {
+	return cl.c != nil && (cl.c.EOF() || cl.c.WasReset() || (cl.ended && cl.ending != 0))
+}
+
+// simErrLog is a slog.Handler that keeps the records at Error level: the
+// server logs a recovered panic, a failed loop or a failed registration
+// there, and none of them should happen.
+type simErrLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (h *simErrLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h *simErrLog) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *simErrLog) WithGroup(string) slog.Handler                { return h }
+func (h *simErrLog) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "stack" {
+			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		}
+		return true
+	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.msgs = append(h.msgs, b.String())
+	return nil
+}
+
+func (h *simErrLog) get() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.msgs...)
+}
+
+func pick[T any](rng *rand.Rand, xs ...T) T { return xs[rng.IntN(len(xs))] }
+
+// simEchoScript runs the script of one seed and returns the trace.
+func simEchoScript(t *testing.T, seed int64) string {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
+	s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 700, 4096, 64<<10)))
+	t.Cleanup(func() {
+		if t.Failed() && *simSeed < 0 {
+			lines := strings.Split(s.Trace(), "\n")
+			t.Logf("seed %d, last trace lines:\n%s", seed, strings.Join(lines[max(len(lines)-40, 0):], "\n"))
+		}
+	})
+	errs := &simErrLog{}
+	tr := newConnTracker()
+	srv, err := reactor.NewServer(simAddr, tr.handler(simEcho()),
+		reactor.WithDispatcher(s.Dispatcher),
+		reactor.WithLoops(rng.IntN(4)),
+		reactor.WithHighWaterMark(pick(rng, 0, 300, 5000, reactor.DefaultHighWaterMark)),
+		reactor.WithReadBufferSize(pick(rng, 512, 1000, 64<<10)),
+		reactor.WithLogger(slog.New(errs)))
+	require.NoError(t, err)
+	stop := s.Start(srv)
+	defer func() { _ = stop() }() // after a failed require: no goroutine left behind
+
+	if rng.IntN(2) == 0 {
+		s.Inject(reactor.Fault{Op: reactor.FaultRead, Short: true, Probability: 0.3})
+	}
+	if rng.IntN(2) == 0 {
+		s.Inject(reactor.Fault{Op: reactor.FaultWrite, Short: true, Probability: 0.3})
+	}
+	if rng.IntN(3) == 0 {
+		s.Inject(reactor.Fault{Op: pick(rng, reactor.FaultRead, reactor.FaultWrite), Err: pick(rng, syscall.EAGAIN, syscall.EINTR), Probability: 0.1})
+	}
+	if rng.IntN(3) == 0 {
+		errno := pick(rng, syscall.EAGAIN, syscall.EINTR, syscall.ECONNABORTED, syscall.EMFILE, syscall.ENFILE)
+		s.Inject(reactor.Fault{Op: reactor.FaultAccept, Err: errno, Probability: 0.3})
+	}
+	if rng.IntN(4) == 0 {
+		op := pick(rng, reactor.FaultRead, reactor.FaultWrite)
+		s.Inject(reactor.Fault{Op: op, Err: pick(rng, syscall.ECONNRESET, syscall.EPIPE), Probability: 0.05})
+	}
+	if rng.IntN(5) == 0 {
+		s.SetFDLimit(len(s.OpenFDs()) + 1 + rng.IntN(3))
+	}
+
+	clients := make([]*simClient, 2+rng.IntN(7))
+	for i := range clients {
+		cl := &simClient{data: make([]byte, rng.IntN(3000)), ending: pick(rng, 0, 0, 0, 1, 1, 2)}
+		for j := range cl.data {
+			cl.data[j] = byte(rng.Uint32())
+		}
+		cl.resetAt = rng.IntN(len(cl.data) + 1)
+		clients[i] = cl
+	}
+
+	// write sends the next chunk, or ends the client when it has sent all.
+	write := func(cl *simClient) {
+		if cl.c.WasReset() { // by the server's side: nothing more to do
+			cl.ended = true
+			return
+		}
+		if cl.ending == 2 && cl.sent >= cl.resetAt {
+			assert.NoError(t, cl.c.Reset())
+			cl.ended = true
+			return
+		}
+		if cl.sent == len(cl.data) {
+			switch {
+			case cl.ending == 0:
+				assert.NoError(t, cl.c.CloseWrite())
+				cl.ended = true
+			case cl.ending == 1 && len(cl.got) == cl.sent:
+				assert.NoError(t, cl.c.Close())
+				cl.ended = true
+			}
+			return
+		}
+		end := min(cl.sent+1+rng.IntN(600), len(cl.data))
+		if cl.ending == 2 {
+			end = min(end, cl.resetAt)
+		}
+		n, err := cl.c.Write(cl.data[cl.sent:end])
+		if err != nil { // the server's side reset the connection
+			assert.True(t, cl.c.WasReset(), "write failed without a reset: %v", err)
+			cl.ended = true
+			return
+		}
+		cl.sent += n
+	}
+	read := func(cl *simClient) {
+		if cl.c != nil && !(cl.ended && cl.ending != 0) {
+			cl.got = append(cl.got, cl.c.ReadAll()...)
+		}
+	}
+
+	for step := 0; step < 400; step++ {
+		cl := clients[rng.IntN(len(clients))]
+		switch r := rng.IntN(20); {
+		case r < 9:
+			switch {
+			case cl.c == nil:
+				cl.c, err = s.Dial(simAddr)
+				require.NoError(t, err)
+				if rng.IntN(4) == 0 {
+					cl.c.SetReceiveWindow(1 + rng.IntN(64)) // a slow reader
+				}
+			case !cl.ended:
+				write(cl)
+			}
+		case r < 13:
+			read(cl)
+		case r < 16:
+			s.Step()
+		case r < 19:
+			s.RunUntilIdle()
+		default:
+			s.Advance(time.Duration(rng.IntN(50)) * time.Millisecond)
+		}
+	}
+
+	// Let every client finish: send the rest, read everything, end. Slow
+	// readers speed up, or this would take a round per few bytes.
+	for round := 0; ; round++ {
+		require.Less(t, round, 100, "the clients never finished")
+		done := true
+		for _, cl := range clients {
+			if cl.c == nil {
+				cl.c, err = s.Dial(simAddr)
+				require.NoError(t, err)
+			}
+			cl.c.SetReceiveWindow(64 << 10)
+			read(cl)
+			if !cl.ended {
+				write(cl)
+			}
+			done = done && cl.terminal()
+		}
+		if done {
+			break
+		}
+		s.RunUntilIdle()
+		s.Advance(time.Second) // the longest accept back-off
+	}
+	for _, cl := range clients {
+		read(cl)
+	}
+	s.RunUntilIdle()
+
+	for i, cl := range clients {
+		name := fmt.Sprintf("client %d (%v, ending %d)", i, cl.c, cl.ending)
+		if cl.c.WasReset() {
+			assert.True(t, bytes.HasPrefix(cl.data[:cl.sent], cl.got), "%s: what arrived before the reset is a prefix of what was sent", name)
+		} else {
+			assert.True(t, bytes.Equal(cl.data[:cl.sent], cl.got), "%s: %d bytes sent, %d received", name, cl.sent, len(cl.got))
+			assert.Equal(t, len(cl.data), cl.sent, "%s: all sent", name)
+			assert.Equal(t, cl.ending == 2, cl.ended && cl.ending == 2, name)
+		}
+		closeErr, closed := tr.closeErr(cl.c.LocalAddr())
+		switch {
+		case !closed:
+			assert.True(t, cl.c.WasReset(), "%s: never closed by the server, yet not reset", name)
+		case cl.c.WasReset():
+			assert.True(t, errors.Is(closeErr, syscall.ECONNRESET) || errors.Is(closeErr, syscall.EPIPE),
+				"%s: reset, but OnClose got %v", name, closeErr)
+		default:
+			assert.NoError(t, closeErr, "%s: an orderly end", name)
+		}
+	}
+	require.NoError(t, stop())
+	tr.verifyPairs(t)
+	assert.Empty(t, errs.get(), "the server logged errors")
+	assert.Empty(t, s.OpenFDs())
+	return s.Trace()
+}
