@@ -234,15 +234,11 @@ func TestSimIdleTimeoutFiresAtTheExactDeadline(t *testing.T) {
 	assert.ErrorIs(t, log.closeErr(), reactor.ErrIdleTimeout)
 	assert.Equal(t, []string{"open at 0s", "write complete", "close at 13s"}, log.get())
 	assert.True(t, c.EOF())
-	var turns []string
-	for _, line := range traceLines(s, " turn ") {
-		turns = append(turns, line)
-	}
 	assert.Equal(t, []string{
 		"0s turn p1 [4:R]",
 		"3s turn p1 [5:R]",
 		"13s turn p1 [] timeout",
-	}, turns, "the loop slept from 3s to exactly 13s")
+	}, traceLines(s, " turn "), "the loop slept from 3s to exactly 13s")
 }
 
 // A flood of connections beyond the descriptor limit: accept fails with

@@ -447,3 +447,23 @@ func TestSimFDLimit(t *testing.T) {
 	assert.Equal(t, []int{3, 4}, s.OpenFDs())
 	tr.verifyPairs(t)
 }
+
+// TestSimReadmeKV is the test the README shows, kept here so that it stays
+// true.
+func TestSimReadmeKV(t *testing.T) {
+	s := reactor.NewSim(1) // the seed
+	srv, err := reactor.NewServer("127.0.0.1:6379", kvHandler(),
+		reactor.WithDispatcher(s.Dispatcher), reactor.WithLoops(0))
+	require.NoError(t, err)
+	stop := s.Start(srv) // srv.Serve on a goroutine; loops wait for their turn
+	defer stop()
+
+	c, _ := s.Dial("127.0.0.1:6379")
+	// The server's first read on c comes up short: a line arrives in pieces.
+	s.Inject(reactor.Fault{Op: reactor.FaultRead, Conn: c, Short: true, Times: 1})
+	c.WriteString("SET lang go\r\nGET lang\r\n")
+	s.RunUntilIdle() // the server accepts, reads, handles, replies
+	assert.Equal(t, "OK\r\ngo\r\n", string(c.ReadAll()))
+	require.NoError(t, stop()) // graceful shutdown; Serve's result
+	assert.Contains(t, s.Trace(), "fault fd=5 #1 read short")
+}
