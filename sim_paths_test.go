@@ -331,3 +331,58 @@ func TestSimResetWhileOutputPending(t *testing.T) {
 	assert.Equal(t, []string{"open at 0s", "close at 0s"}, log.get())
 	assert.Equal(t, []int{3, 4}, s.OpenFDs(), "the connection's descriptor is closed")
 }
+
+// A connection woken for writing (EventWrite) is flushed at once, in the
+// middle of the loop's iteration, although a Write earlier in the same
+// iteration has already put it on the loop's list of connections to flush
+// at the end. Another Write to it later in the iteration (here from a task
+// its handler submitted) must not put it on the list a second time: that
+// overwrote its link and dropped the connections queued before it (here B,
+// which then never received its copy, nor anything after).
+func TestSimFlushListSurvivesAWriteAfterEventWrite(t *testing.T) {
+	s := reactor.NewSim(1)
+	var mu sync.Mutex
+	var conns []*reactor.Conn // in OnOpen order: B, then A
+	h := reactor.HandlerFuncs{
+		Open: func(c *reactor.Conn) {
+			mu.Lock()
+			defer mu.Unlock()
+			conns = append(conns, c)
+		},
+		Message: func(c *reactor.Conn, in *reactor.Buffer) {
+			msg := in.Next(in.Len())
+			mu.Lock()
+			all := append([]*reactor.Conn(nil), conns...)
+			mu.Unlock()
+			for _, x := range all { // to everyone, the sender included
+				_, _ = x.Write(msg)
+			}
+			c.Loop().Submit(func() { _, _ = c.Write([]byte("+")) }) // an acknowledgement, later in the iteration
+		},
+	}
+	simServe(t, s, h)
+	b := simDial(t, s)
+	s.RunUntilIdle()
+	a := simDial(t, s)
+	a.SetReceiveWindow(4) // A's copy does not fit: EventWrite registered
+	_, err := a.WriteString("hello")
+	require.NoError(t, err)
+	s.RunUntilIdle()
+	assert.Equal(t, "hello", string(b.ReadAll()))
+	assert.Equal(t, "hell", string(a.ReadAll()))
+
+	mark := len(traceLines(s))
+	_, err = a.WriteString("again") // A is now readable and writable at once
+	require.NoError(t, err)
+	s.RunUntilIdle()
+	assert.Equal(t, "0s turn p1 [6:RW]", since(s, mark)[1], "the path under test: EventWrite with a Write already queued")
+	assert.Equal(t, "again", string(b.ReadAll()), "B's copy is flushed")
+	a.SetReceiveWindow(100)
+	s.RunUntilIdle()
+	assert.Equal(t, "o+again+", string(a.ReadAll()))
+	_, err = b.WriteString("bye")
+	require.NoError(t, err)
+	s.RunUntilIdle()
+	assert.Equal(t, "bye+", string(b.ReadAll()), "and B is still served")
+	assert.Equal(t, "bye", string(a.ReadAll()))
+}
