@@ -296,3 +296,86 @@ func simEchoScript(t *testing.T, seed int64) string {
 	assert.Empty(t, s.OpenFDs())
 	return s.Trace()
 }
+
+// TestSimShutdownMidStream shuts the server down, gracefully or at once, at
+// a random moment of a random script, over 100 seeds and a variety of
+// options (loops, SO_REUSEPORT listeners, balancers, backpressure, short
+// writes). Once the clients read again, a graceful shutdown always
+// finishes, with OnClose(nil) for every connection; a hard one too, with
+// ErrServerClosed where output was lost. Either way no client receives a
+// byte it did not send, every connection ends, OnOpen and OnClose pair, and
+// every descriptor is closed. (It found the lost flush that
+// TestSimFlushListSurvivesAWriteAfterEventWrite pins down.)
+func TestSimShutdownMidStream(t *testing.T) {
+	for seed := int64(0); seed < 100; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 1))
+		s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 1000, 64<<10)))
+		errs := &simErrLog{}
+		tr := newConnTracker()
+		srv, err := reactor.NewServer(simAddr, tr.handler(simEcho()),
+			reactor.WithDispatcher(s.Dispatcher),
+			reactor.WithLoops(rng.IntN(4)),
+			reactor.WithReusePort(rng.IntN(3) == 0),
+			reactor.WithLoadBalancer(pick(rng, reactor.RoundRobin, reactor.LeastConns, reactor.SourceHash)),
+			reactor.WithHighWaterMark(pick(rng, 0, 300)),
+			reactor.WithLogger(slog.New(errs)))
+		require.NoError(t, err)
+		stop := s.Start(srv)
+		if rng.IntN(2) == 0 {
+			s.Inject(reactor.Fault{Op: reactor.FaultWrite, Short: true, Probability: 0.5})
+		}
+		clients := make([]*simClient, 1+rng.IntN(8))
+		for i := range clients {
+			c, err := s.Dial(simAddr)
+			require.NoError(t, err)
+			if rng.IntN(3) == 0 {
+				c.SetReceiveWindow(1 + rng.IntN(50))
+			}
+			clients[i] = &simClient{c: c}
+		}
+		for range 100 {
+			cl := clients[rng.IntN(len(clients))]
+			switch rng.IntN(6) {
+			case 0, 1:
+				b := make([]byte, rng.IntN(500))
+				for i := range b {
+					b[i] = byte(rng.Uint32())
+				}
+				_, err := cl.c.Write(b)
+				require.NoError(t, err)
+				cl.data = append(cl.data, b...)
+			case 2:
+				cl.got = append(cl.got, cl.c.ReadAll()...)
+			case 3:
+				s.Step()
+			case 4:
+				s.RunUntilIdle()
+			case 5:
+				s.Advance(time.Duration(rng.IntN(100)) * time.Millisecond)
+			}
+		}
+		for _, cl := range clients {
+			cl.c.SetReceiveWindow(1 << 20) // reading again: output can drain
+		}
+		hard := rng.IntN(4) == 0
+		if hard {
+			require.NoError(t, srv.Close(), "seed %d", seed) // Close drives the simulation itself
+		}
+		require.NoError(t, stop(), "seed %d", seed)
+		for _, cl := range clients {
+			cl.got = append(cl.got, cl.c.ReadAll()...)
+			assert.True(t, cl.c.EOF() || cl.c.WasReset(), "seed %d, %v: the connection ended", seed, cl.c)
+			assert.True(t, bytes.HasPrefix(cl.data, cl.got), "seed %d, %v: only bytes it sent, in order", seed, cl.c)
+			if err, closed := tr.closeErr(cl.c.LocalAddr()); closed && (!hard || err != nil) {
+				if hard {
+					assert.ErrorIs(t, err, reactor.ErrServerClosed, "seed %d, %v", seed, cl.c)
+				} else {
+					assert.NoError(t, err, "seed %d, %v: a graceful close", seed, cl.c)
+				}
+			}
+		}
+		tr.verifyPairs(t)
+		assert.Empty(t, errs.get(), "seed %d", seed)
+		assert.Empty(t, s.OpenFDs(), "seed %d", seed)
+	}
+}
