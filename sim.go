@@ -347,16 +347,18 @@ func (s *Sim) OpenFDs() []int { return s.k.OpenFDs() }
 //	000031 30s clock                         Advance moved the clock to 30s
 //
 // Loops are p1, p2, ... in the order their Dispatchers were created: with
-// WithLoops(n), p1 is the main loop (which accepts), p2... the loops
-// "0", "1", ... that serve connections, named so in the callback lines.
+// WithLoops(n) for n > 0, p1 is the main loop (which accepts) and p2, p3,
+// ... the loops "0", "1", ... that serve connections, as the callback
+// lines name them; with WithLoops(0), p1 is loop "0", which does both.
 // Clients are c1, c2, ... in the order they were dialled. A turn lists the
-// ready descriptors with R (readable), W (writable) or RW, or says "wake"
-// (a task was queued) or "timeout" (a timer is due). Besides turns, reads
-// and writes there are dial, accept, shutdown, close, reset (with its
-// cause), fault (an injected fault fired: its id, error and operation),
-// note (the server's callbacks, high and low water, handler panics, and
-// Tracef) and poller (a loop's Dispatcher created or closed) lines. An
-// error is shown by its errno name (EAGAIN, ECONNRESET).
+// ready descriptors with R (readable), W (writable) or RW, and says "wake"
+// if the loop was given work from elsewhere (Submit, AfterFunc, a Write
+// from another loop) or "timeout" if it woke for a timer. Besides turns,
+// reads and writes there are dial, accept, shutdown, close, reset (with
+// its cause), fault (an injected fault fired: its id, error and
+// operation), note (the server's callbacks, high and low water, handler
+// panics, and Tracef) and poller (a loop's Dispatcher created or closed)
+// lines. An error is shown by its errno name (EAGAIN, ECONNRESET).
 func (s *Sim) Trace() string { return s.k.TraceText() }
 
 // SetTrace turns the trace on or off; lines recorded so far are kept. See
