@@ -379,3 +379,121 @@ func TestSimShutdownMidStream(t *testing.T) {
 		assert.Empty(t, s.OpenFDs(), "seed %d", seed)
 	}
 }
+
+// simBroadcast is a chat handler: every line a member sends is written to
+// every member, the sender included, from the sender's loop (so a Write
+// often targets a connection of another loop), and every third line (by
+// length) is also acknowledged to the sender from a task.
+func simBroadcast() reactor.Handler {
+	var mu sync.Mutex
+	var members []*reactor.Conn // a slice, not a map: the order must not depend on the runtime
+	return reactor.HandlerFuncs{
+		Open: func(c *reactor.Conn) {
+			mu.Lock()
+			defer mu.Unlock()
+			members = append(members, c)
+		},
+		Message: func(c *reactor.Conn, in *reactor.Buffer) {
+			for i := bytes.IndexByte(in.Bytes(), '\n'); i >= 0; i = bytes.IndexByte(in.Bytes(), '\n') {
+				line := in.Next(i + 1)
+				mu.Lock()
+				all := append([]*reactor.Conn(nil), members...)
+				mu.Unlock()
+				for _, m := range all {
+					_, _ = m.Write(line)
+				}
+				if len(line)%3 == 0 {
+					c.Loop().Submit(func() { _, _ = c.Write([]byte("ack\n")) })
+				}
+			}
+		},
+		Close: func(c *reactor.Conn, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for i, m := range members {
+				if m == c {
+					members = append(members[:i], members[i+1:]...)
+					break
+				}
+			}
+		},
+	}
+}
+
+// TestSimBroadcastProperty runs a chat server over 100 seeds: members on
+// up to three loops send lines at random moments, read at random moments
+// (some with a small window), with short reads and writes injected. Every
+// member receives every line of every member, each sender's lines in the
+// order sent.
+func TestSimBroadcastProperty(t *testing.T) {
+	for seed := int64(0); seed < 100; seed++ {
+		rng := rand.New(rand.NewPCG(uint64(seed), 3))
+		s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 1000, 64<<10)))
+		errs := &simErrLog{}
+		srv, err := reactor.NewServer(simAddr, simBroadcast(),
+			reactor.WithDispatcher(s.Dispatcher),
+			reactor.WithLoops(rng.IntN(4)),
+			reactor.WithHighWaterMark(pick(rng, 0, 500)),
+			reactor.WithLogger(slog.New(errs)))
+		require.NoError(t, err)
+		stop := s.Start(srv)
+		if rng.IntN(2) == 0 {
+			s.Inject(reactor.Fault{Op: reactor.FaultWrite, Short: true, Probability: 0.4})
+		}
+		if rng.IntN(2) == 0 {
+			s.Inject(reactor.Fault{Op: reactor.FaultRead, Short: true, Probability: 0.4})
+		}
+		n := 2 + rng.IntN(5)
+		members := make([]*reactor.SimConn, n)
+		for i := range members {
+			members[i] = simDial(t, s)
+			if rng.IntN(3) == 0 {
+				members[i].SetReceiveWindow(1 + rng.IntN(40))
+			}
+		}
+		s.RunUntilIdle() // everyone has joined before the first line
+		sent := make([][]string, n)
+		got := make([]string, n)
+		for range 150 {
+			i := rng.IntN(n)
+			switch rng.IntN(5) {
+			case 0, 1:
+				line := fmt.Sprintf("%d:%d:%s\n", i, len(sent[i]), strings.Repeat("x", rng.IntN(40)))
+				_, err := members[i].WriteString(line)
+				require.NoError(t, err)
+				sent[i] = append(sent[i], line)
+			case 2:
+				got[i] += string(members[i].ReadAll())
+			case 3:
+				s.Step()
+			case 4:
+				s.RunUntilIdle()
+			}
+		}
+		for i := range members {
+			members[i].SetReceiveWindow(1 << 20)
+		}
+		for progress := true; progress; { // reading frees room, which lets paused members read on
+			s.RunUntilIdle()
+			progress = false
+			for i := range members {
+				b := members[i].ReadAll()
+				got[i] += string(b)
+				progress = progress || len(b) > 0
+			}
+		}
+		for i := range members {
+			from := make([][]string, n)
+			for _, line := range strings.SplitAfter(got[i], "\n") {
+				var j int
+				if _, err := fmt.Sscanf(line, "%d:", &j); err == nil {
+					from[j] = append(from[j], line)
+				}
+			}
+			assert.Equal(t, sent, from, "seed %d: what member %d received, by sender", seed, i)
+		}
+		require.NoError(t, stop(), "seed %d", seed)
+		assert.Empty(t, errs.get(), "seed %d", seed)
+		assert.Empty(t, s.OpenFDs(), "seed %d", seed)
+	}
+}
