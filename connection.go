@@ -309,7 +309,17 @@ func (c *Conn) handleEvent(ev Events) {
 	}
 	if ev&EventWrite != 0 && c.state == connOpen {
 		c.waitW = false
-		c.flush()
+		// If a Write has already put c on the loop's flush list, the flush
+		// at the end of this iteration sends it. Flushing here would clear
+		// flushQueued while c is still on the list, and the next Write in
+		// this iteration would push c a second time, overwriting its link
+		// and losing the connections queued before it.
+		c.mu.Lock()
+		queued := c.flushQueued
+		c.mu.Unlock()
+		if !queued {
+			c.flush()
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
-// This file holds the deterministic mock backend: Sim, a simulated network
-// that a test runs a Server over, and mockDispatcher, the Dispatcher that
-// adapts one virtual epoll instance (internal/sim's Poller) to the
-// Dispatcher contract. The simulation itself, sockets, clock, faults and
+// This file holds the deterministic mock backend: mockDispatcher, the
+// Dispatcher that adapts one virtual epoll instance (internal/sim's Poller)
+// to the Dispatcher contract. Sim (sim.go) is the simulated network users
+// build it from; the simulation itself, sockets, clock, faults and
 // scheduler, lives in internal/sim.
 
 package reactor
@@ -22,36 +22,6 @@ func _() {
 	var x [1]struct{}
 	_ = x[sim.Read^uint32(EventRead)]
 	_ = x[sim.Write^uint32(EventWrite)]
-}
-
-// Sim is a simulated network for testing servers and handlers without
-// sockets, sleeps or flakes, in the manner of net/http/httptest. It has
-// virtual listening sockets and connections with bounded buffers, a virtual
-// clock, injected faults (resets, EAGAIN, short reads and writes, EMFILE)
-// and a scheduler: a Server built with WithDispatcher(s.Dispatcher) runs its
-// event loops on their own goroutines as usual, but a loop runs only when the
-// simulation gives it a turn, one loop at a time, in an order drawn from the
-// seed. A test drives it from its own goroutine, and the same seed with the
-// same script gives the same sequence of events and handler calls, byte for
-// byte.
-//
-// A Sim is safe for concurrent use. It starts no goroutine of its own and
-// needs no cleanup beyond the Server's.
-type Sim struct {
-	k *sim.Kernel // the simulated kernel; stepped
-}
-
-// NewSim returns a simulated network whose random choices all derive from
-// seed.
-func NewSim(seed int64) *Sim {
-	return &Sim{k: sim.New(sim.Config{Seed: seed, Stepped: true})}
-}
-
-// Dispatcher is a DispatcherFactory: each call returns a new Dispatcher on
-// the simulated network, for one event loop. Pass it to WithDispatcher. It
-// fails only when the simulated descriptor limit is reached.
-func (s *Sim) Dispatcher() (Dispatcher, error) {
-	return newMockDispatcher(s.k)
 }
 
 // mockDispatcher is the Dispatcher of the mock backend: a thin adapter

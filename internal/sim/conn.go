@@ -203,6 +203,24 @@ func (c *Conn) Pending() int {
 	return c.ep.sendq.Len()
 }
 
+// EOF reports whether the server's FIN has arrived, in order: the server
+// closed or shut down its write side, and the connection was not reset.
+// Bytes sent before the FIN may still be buffered (see Buffered).
+func (c *Conn) EOF() bool {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	return !c.ep.reset && c.ep.peerFinished()
+}
+
+// WasReset reports whether the connection has been reset: by the client's
+// Reset, by the server (closing with unread bytes, writing after the client
+// closed), or by an injected ECONNRESET or EPIPE.
+func (c *Conn) WasReset() bool {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	return c.ep.reset
+}
+
 // ServerFD returns the descriptor of the server end of the connection:
 // -1 until a server has accepted it, and again once it is closed.
 func (c *Conn) ServerFD() int {

@@ -14,7 +14,8 @@
 //
 // A Kernel holds a descriptor table (the lowest free number ≥ 3 is always
 // taken, so numbers are reused at once, as on Linux; SetFDLimit makes
-// creation fail with EMFILE like RLIMIT_NOFILE), listening sockets with
+// creation fail with EMFILE like RLIMIT_NOFILE, SetMaxOpen the same by a
+// count of open descriptors), listening sockets with
 // accept queues, and connections. A connection joins a server end, which
 // has a descriptor once accepted, to a client end, a *Conn that the test
 // drives; or, from Socketpair, two descriptors. Each end has a bounded

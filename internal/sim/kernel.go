@@ -86,6 +86,7 @@ type Kernel struct {
 	files   []*file
 	freeFDs fdHeap // free numbers below len(files), so the lowest is reused first
 	fdLimit int    // 0: none; otherwise fd numbers must be < fdLimit (RLIMIT_NOFILE)
+	maxOpen int    // 0: none; otherwise at most maxOpen descriptors may be open (SetMaxOpen)
 
 	listeners      []*listener // bound, not yet closed
 	nextPort       int         // where the search for a free port (":0") starts
@@ -163,6 +164,19 @@ func (k *Kernel) SetFDLimit(n int) {
 	k.lock()
 	defer k.unlock()
 	k.fdLimit = max(n, 0)
+}
+
+// SetMaxOpen makes the creation of a descriptor fail with EMFILE while n
+// descriptors are open (0-2, which are never handed out, do not count).
+// It is SetFDLimit counted in descriptors instead of descriptor numbers:
+// since the lowest free number is always taken the two agree, except
+// when descriptors numbered above a lowered limit are still open. A test
+// that wants "k more descriptors" sets len(OpenFDs())+k. n = 0 removes the
+// limit; descriptors already open stay open.
+func (k *Kernel) SetMaxOpen(n int) {
+	k.lock()
+	defer k.unlock()
+	k.maxOpen = max(n, 0)
 }
 
 // OpenFDs returns the descriptors open now, in increasing order: a test
@@ -245,7 +259,8 @@ func (k *Kernel) fileLocked(fd int) (*file, unix.Errno) {
 }
 
 // allocFDLocked installs f at the lowest free descriptor number, or returns
-// EMFILE when that number is at or above the limit. Like Linux, the lowest
+// EMFILE when that number is at or above the limit or as many descriptors
+// as SetMaxOpen allows are open. Like Linux, the lowest
 // free number is always taken, so numbers are reused as soon as they are
 // closed: a server must not confuse a new connection with an old one that
 // had the same descriptor.
@@ -255,6 +270,9 @@ func (k *Kernel) allocFDLocked(f *file) (int, unix.Errno) {
 		fd = k.freeFDs[0]
 	}
 	if k.fdLimit > 0 && fd >= k.fdLimit {
+		return -1, unix.EMFILE
+	}
+	if open := len(k.files) - 3 - k.freeFDs.Len(); k.maxOpen > 0 && open >= k.maxOpen {
 		return -1, unix.EMFILE
 	}
 	if fd == len(k.files) {

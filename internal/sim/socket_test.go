@@ -378,6 +378,73 @@ func TestEMFILEOnAcceptKeepsTheConnectionQueued(t *testing.T) {
 	assert.Equal(t, unix.EAGAIN, err)
 }
 
+func TestSetMaxOpenCountsDescriptors(t *testing.T) {
+	k := New(Config{})
+	lfd, addr := listen(t, k) // fd 3
+	var conns []*Conn
+	for range 4 {
+		c, err := k.Dial(addr)
+		require.NoError(t, err)
+		conns = append(conns, c)
+	}
+	fd4, _, err := k.Accept(lfd)
+	require.NoError(t, err)
+	fd5, _, err := k.Accept(lfd)
+	require.NoError(t, err)
+	require.Equal(t, []int{3, 4, 5}, k.OpenFDs())
+	require.NoError(t, k.Close(fd4)) // a hole below the highest open descriptor
+
+	k.SetMaxOpen(len(k.OpenFDs()) + 1) // one more
+	fd, _, err := k.Accept(lfd)
+	require.NoError(t, err)
+	assert.Equal(t, fd4, fd, "the lowest free number, as ever")
+	_, _, err = k.Accept(lfd)
+	assert.Equal(t, unix.EMFILE, err, "three open: the limit")
+	_, err = k.NewPoller()
+	assert.Equal(t, unix.EMFILE, err)
+	_, err = k.Socketpair()
+	assert.Equal(t, unix.EMFILE, err)
+
+	require.NoError(t, k.Close(fd5))
+	fd, _, err = k.Accept(lfd)
+	require.NoError(t, err, "a descriptor freed: room for one")
+	assert.Equal(t, fd5, fd)
+	assert.Equal(t, conns[3].ServerFD(), fd, "the connection that waited in the queue")
+
+	_, err = k.Dial(addr)
+	require.NoError(t, err)
+	_, _, err = k.Accept(lfd)
+	assert.Equal(t, unix.EMFILE, err)
+	k.SetMaxOpen(0)
+	_, _, err = k.Accept(lfd)
+	assert.NoError(t, err, "no limit")
+}
+
+func TestConnEOFAndWasReset(t *testing.T) {
+	s := newServer(t, Config{})
+	assert.False(t, s.c.EOF())
+	assert.False(t, s.c.WasReset())
+	_, err := s.k.Write(s.fd, []byte("bye"))
+	require.NoError(t, err)
+	require.NoError(t, s.k.Shutdown(s.fd, unix.SHUT_WR))
+	assert.True(t, s.c.EOF(), "FIN arrived, bytes still buffered")
+	assert.Equal(t, 3, s.c.Buffered())
+	assert.False(t, s.c.WasReset())
+
+	s = newServer(t, Config{})
+	require.NoError(t, s.c.Reset())
+	assert.True(t, s.c.WasReset())
+	assert.False(t, s.c.EOF(), "a reset is not an orderly end")
+
+	s = newServer(t, Config{})
+	s.k.Inject(Fault{Op: OpRead, Conn: s.c, Err: unix.ECONNRESET, Times: 1})
+	_, err = s.k.Read(s.fd, make([]byte, 1))
+	require.Equal(t, unix.ECONNRESET, err)
+	assert.True(t, s.c.WasReset(), "an injected reset reaches the client")
+	require.NoError(t, s.k.Close(s.fd))
+	assert.False(t, s.c.EOF(), "the server's close after a reset sends no FIN")
+}
+
 func TestFDReuseLowestFirst(t *testing.T) {
 	k := New(Config{})
 	fds, err := k.Socketpair()
