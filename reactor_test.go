@@ -86,15 +86,19 @@ func TestLoopTaskQueuedByTaskRunsNextIteration(t *testing.T) {
 			l := startLoop(t, fc.f)
 			var order []string
 			done := make(chan struct{})
+			// Queue both tasks from the loop, so they are in one batch
+			// whatever the test goroutine's timing.
 			l.Submit(func() {
-				order = append(order, "first")
 				l.Submit(func() {
-					order = append(order, "queued by first")
-					close(done)
+					order = append(order, "first")
+					l.Submit(func() {
+						order = append(order, "queued by first")
+						close(done)
+					})
+					order = append(order, "first done")
 				})
-				order = append(order, "first done")
+				l.Submit(func() { order = append(order, "second") })
 			})
-			l.Submit(func() { order = append(order, "second") })
 			<-done
 			assert.Equal(t, []string{"first", "first done", "second", "queued by first"}, order)
 		})
