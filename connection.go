@@ -309,17 +309,7 @@ func (c *Conn) handleEvent(ev Events) {
 	}
 	if ev&EventWrite != 0 && c.state == connOpen {
 		c.waitW = false
-		// If a Write has already put c on the loop's flush list, the flush
-		// at the end of this iteration sends it. Flushing here would clear
-		// flushQueued while c is still on the list, and the next Write in
-		// this iteration would push c a second time, overwriting its link
-		// and losing the connections queued before it.
-		c.mu.Lock()
-		queued := c.flushQueued
-		c.mu.Unlock()
-		if !queued {
-			c.flush()
-		}
+		c.flush(false)
 	}
 }
 
@@ -414,13 +404,22 @@ func (c *Conn) peerEOF() {
 // left: registers EventWrite while output remains, applies backpressure,
 // and carries out a requested CloseWrite or Close once the output is empty.
 // Loop goroutine.
-func (c *Conn) flush() {
-	if c.state != connOpen {
-		return
-	}
+//
+// listed says the caller took c off the loop's flush list (flushAll): only
+// then may flushQueued be cleared. A flush for EventWrite must leave it
+// alone, because c may still be on the list: clearing it would let the next
+// Write push c a second time, overwriting its link and losing every
+// connection queued before it (found by the simulation's property tests).
+func (c *Conn) flush(listed bool) {
 	l := c.loop
 	c.mu.Lock()
-	c.flushQueued = false
+	if listed {
+		c.flushQueued = false
+	}
+	if c.state != connOpen {
+		c.mu.Unlock()
+		return
+	}
 	var n int
 	var err error
 	pending := 0

@@ -408,21 +408,21 @@ func (l *EventLoop) flushAll() {
 }
 
 func (l *EventLoop) flushFrom(c *Conn) (rest *Conn) {
+	var next *Conn
 	if l.recoverOn {
 		defer func() {
 			if r := recover(); r != nil {
 				l.handlerPanicked(r)
-				rest = c.nextFlush
-				c.nextFlush = nil
+				rest = next // the connections after the one that panicked
 			}
 		}()
 	}
 	for c != nil {
-		next := c.nextFlush
+		next = c.nextFlush
 		// Clear the link before flush: once flush resets flushQueued,
 		// another goroutine may push c again and write nextFlush.
 		c.nextFlush = nil
-		c.flush()
+		c.flush(true)
 		c = next
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"syscall"
 	"testing"
@@ -279,4 +280,50 @@ func TestBalancers(t *testing.T) {
 			assert.Positive(t, c, "loop %d got no connection from 64 addresses", i)
 		}
 	})
+}
+
+// TestPanicInFlushKeepsTheRestOfTheFlushList: a handler that panics in
+// OnWriteComplete ends its own connection, and the connections queued for
+// flushing after it in the same iteration are still flushed.
+func TestPanicInFlushKeepsTheRestOfTheFlushList(t *testing.T) {
+	s := NewSim(5)
+	h := HandlerFuncs{
+		Message: func(c *Conn, in *Buffer) { _, _ = c.Write(in.Next(in.Len())) },
+		WriteComplete: func(c *Conn) {
+			if c.Context() == "bomb" {
+				panic("boom in OnWriteComplete")
+			}
+		},
+		Open: func(c *Conn) {
+			if c.RemoteAddr().(*net.TCPAddr).IP.String() == "198.51.100.1" {
+				c.SetContext("bomb")
+			}
+		},
+	}
+	srv, err := NewServer("127.0.0.1:80", h, WithDispatcher(s.Dispatcher), WithLoops(0),
+		WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	stop := s.Start(srv)
+	bomb, err := s.DialFrom("198.51.100.1:1000", "127.0.0.1:80")
+	require.NoError(t, err)
+	var others []*SimConn
+	for i := range 5 {
+		c, err := s.DialFrom(fmt.Sprintf("198.51.100.%d:1000", 2+i), "127.0.0.1:80")
+		require.NoError(t, err)
+		others = append(others, c)
+	}
+	s.RunUntilIdle()
+	// All six are readable in one iteration, so all six are on one flush
+	// list; the seed decides where the bomb sits in it.
+	_, _ = bomb.WriteString("x")
+	for _, c := range others {
+		_, _ = c.WriteString("hello")
+	}
+	s.RunUntilIdle()
+	for i, c := range others {
+		assert.Equal(t, "hello", string(c.ReadAll()), "connection %d", i)
+	}
+	assert.True(t, bomb.EOF() || bomb.WasReset(), "the panicking connection is closed")
+	assert.Equal(t, int64(1), srv.Stats().Closed.Panic)
+	require.NoError(t, stop())
 }
