@@ -1,3 +1,7 @@
+// This file holds OS, the real kernel.Interface: raw, allocation-free
+// wrappers over Linux socket calls. OS is stateless and safe from any
+// goroutine; it never owns the descriptors it returns.
+
 package kernel
 
 import (

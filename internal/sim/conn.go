@@ -1,3 +1,7 @@
+// This file holds Conn, the test's end of a simulated connection. Its
+// methods are safe from any goroutine; like every kernel call they take the
+// Kernel's mutex.
+
 package sim
 
 import (

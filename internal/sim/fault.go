@@ -1,3 +1,7 @@
+// This file holds fault injection: the faults a test adds to the simulated
+// socket calls and the bookkeeping that fires them. Guarded by the Kernel's
+// mutex; safe from any goroutine.
+
 package sim
 
 import (

@@ -1,3 +1,7 @@
+// This file holds Kernel: the simulated kernel's state (descriptor table,
+// clock, random source, change signal) and its configuration. Every field is
+// guarded by Kernel.mu; every method is safe from any goroutine.
+
 package sim
 
 import (

@@ -1,3 +1,6 @@
+// This file holds listening sockets, Accept and Dial: how simulated
+// connections are made. Guarded by the Kernel's mutex.
+
 package sim
 
 import (

@@ -1,3 +1,7 @@
+// This file holds Poller, a virtual epoll instance: one per event loop,
+// which calls Add, Modify, Delete and Wait from its own goroutine; Wake and
+// Close are safe from any goroutine. Guarded by the Kernel's mutex.
+
 package sim
 
 import (

@@ -1,3 +1,8 @@
+// This file holds the stepped scheduler: the driver calls (Step,
+// RunUntilIdle, Advance, RunUntil) that a test makes from its own goroutine
+// to give event loops their turns one at a time. Guarded by the Kernel's
+// mutex; drivers must not run on a loop goroutine.
+
 package sim
 
 import (

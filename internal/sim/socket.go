@@ -1,3 +1,7 @@
+// This file holds the TCP model: endpoints with bounded receive buffers,
+// read, write, shutdown and close with Linux's semantics, and the byte
+// queues behind them. Guarded by the Kernel's mutex.
+
 package sim
 
 import (

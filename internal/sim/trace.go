@@ -1,3 +1,7 @@
+// This file holds the trace: the records the kernel keeps of what happened,
+// and their stable text form for comparing runs. Guarded by the Kernel's
+// mutex.
+
 package sim
 
 import (
