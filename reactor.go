@@ -412,18 +412,21 @@ func (l *EventLoop) flushFrom(c *Conn) (rest *Conn) {
 		defer func() {
 			if r := recover(); r != nil {
 				l.handlerPanicked(r)
-				rest = c.nextFlush
-				c.nextFlush = nil
+				// c is already the connection after the one that
+				// panicked: the rest of the list is still flushed. (Losing
+				// it would leave those connections marked as queued, and
+				// their output would never be flushed again.)
+				rest = c
 			}
 		}()
 	}
 	for c != nil {
-		next := c.nextFlush
+		cur := c
+		c = cur.nextFlush
 		// Clear the link before flush: once flush resets flushQueued,
-		// another goroutine may push c again and write nextFlush.
-		c.nextFlush = nil
-		c.flush()
-		c = next
+		// another goroutine may push cur again and write nextFlush.
+		cur.nextFlush = nil
+		cur.flush()
 	}
 	return nil
 }
