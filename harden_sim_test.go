@@ -915,3 +915,57 @@ func TestSimTimeoutsCostNoTimer(t *testing.T) {
 		cl.SetReceiveWindow(1 << 20)
 	}
 }
+
+// benchTimeoutLoop returns a standalone loop (over the real clock) with n
+// open connections under idle and write timeouts, the write timeout
+// running: what a loop holds when every connection has output pending.
+func benchTimeoutLoop(n int) (*EventLoop, []*Conn) {
+	l := newEventLoop("bench", nil, nil, slog.New(slog.DiscardHandler), 512)
+	conns := make([]*Conn, n)
+	for i := range conns {
+		c := &Conn{loop: l, state: connOpen, waitW: true}
+		c.setTimeout(idleTimeout, time.Minute)
+		c.setTimeout(writeTimeout, time.Minute)
+		conns[i] = c
+	}
+	l.stampActivity()
+	return l, conns
+}
+
+// TestTimeoutTouchAllocatesNothing: recording a message's activity (a read
+// and a write that made progress) and the end of an iteration allocate
+// nothing and leave the timer heap alone.
+func TestTimeoutTouchAllocatesNothing(t *testing.T) {
+	l, conns := benchTimeoutLoop(1000)
+	i := 0
+	allocs := testing.AllocsPerRun(10_000, func() {
+		c := conns[i%len(conns)]
+		c.touch(false)
+		c.touch(true)
+		if i%64 == 63 {
+			l.stampActivity()
+		}
+		i++
+	})
+	assert.Zero(t, allocs)
+	assert.Empty(t, l.timers)
+	assert.Len(t, l.tmoLists, 2)
+}
+
+// BenchmarkTimeoutTouch is the per-message cost of the timeouts: a read and
+// a write that made progress restart both timeouts of one of 10 000
+// connections; an iteration ends every 64 messages.
+func BenchmarkTimeoutTouch(b *testing.B) {
+	l, conns := benchTimeoutLoop(10_000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c := conns[i%len(conns)]
+		c.touch(false)
+		c.touch(true)
+		if i%64 == 63 {
+			l.stampActivity()
+		}
+		i++
+	}
+}
