@@ -334,6 +334,9 @@ func (c *Conn) handleRead() {
 	if c.in == nil {
 		n, err = l.k.Read(c.ch.fd, l.readBuf)
 		if n > 0 {
+			// Counted first: the handler may panic, or the input be too
+			// large, and the bytes were read all the same.
+			l.bytesRead(n)
 			l.inView.borrow(l.readBuf[:n])
 			c.deliver(&l.inView)
 			if rest := l.inView.Len(); rest > 0 && c.state == connOpen {
@@ -349,10 +352,20 @@ func (c *Conn) handleRead() {
 	} else {
 		n, err = c.in.readFD(l.k, c.ch.fd, l.readBuf, l.iov)
 		if errors.Is(err, ErrBufferFull) {
-			c.closeNow(fmt.Errorf("%w: %d bytes unconsumed", ErrInputTooLarge, c.in.Len()))
-			return
+			// The unconsumed input is exactly at the limit. Only a byte
+			// beyond it makes the input too large: the peer's FIN (an
+			// orderly end) or a spurious wake-up must not. One byte
+			// tells which.
+			n, err = l.k.Read(c.ch.fd, l.readBuf[:1])
+			if n > 0 {
+				l.bytesRead(n)
+				c.closeNow(fmt.Errorf("%w: more than %d bytes unconsumed", ErrInputTooLarge, c.in.Len()))
+				return
+			}
+			n = 0 // handled below: EOF, EAGAIN or an error
 		}
 		if n > 0 {
+			l.bytesRead(n)
 			c.deliver(c.in)
 			if c.in != nil && c.in.Len() == 0 {
 				putBuffer(c.in)
@@ -362,7 +375,6 @@ func (c *Conn) handleRead() {
 	}
 	switch {
 	case n > 0:
-		l.bytesRead(n)
 		c.touch(false)
 	case err == nil: // read returned 0: the peer shut down its write side
 		c.peerEOF()

@@ -82,8 +82,6 @@ type EventLoop struct {
 	tracing   bool     // record callbacks in the simulation's trace (see trace)
 	draining  bool     // graceful shutdown: stop once conns reaches 0
 	tmoLists  []*timeoutList
-	nowCache  time.Duration // the clock, read once per iteration (see now)
-	nowValid  bool
 	hasAccept bool // an acceptor is registered on this loop
 	waitSubs  int  // main loop: sub-loops still running, it outlives them when draining
 
@@ -227,7 +225,6 @@ func (l *EventLoop) iterate() error {
 	}
 	n, err := l.d.Wait(l.events, timeout)
 	l.sleeping.Store(false)
-	l.nowValid = false
 	if err != nil {
 		return err
 	}
@@ -239,6 +236,7 @@ func (l *EventLoop) iterate() error {
 	l.runTasks()
 	l.fireTimers()
 	l.flushAll()
+	l.stampActivity()
 	return nil
 }
 

@@ -381,15 +381,14 @@ func (c *Conn) drain() {
 // loop. Loop goroutine of from.
 func (s *Server) accepted(from *EventLoop, fd int, sa unix.Sockaddr) {
 	s.stats.accepted.Add(1)
-	if max := s.cfg.maxConns; max > 0 && s.stats.open.Load() >= int64(max) {
+	if !s.takeSlot() {
 		_ = s.k.Close(fd) // rejected: never registered
 		if n := s.stats.rejected.Add(1); n&(n-1) == 0 {
 			// Logged at 1, 2, 4, 8, ... rejections: visible, not a flood.
-			s.log.Warn("reactor: connection limit reached; rejecting", "max", max, "rejected", n)
+			s.log.Warn("reactor: connection limit reached; rejecting", "max", s.cfg.maxConns, "rejected", n)
 		}
 		return
 	}
-	s.stats.open.Add(1)
 	s.setSockopts(fd)
 	l := from
 	if s.acceptLoop != nil && len(s.loops) > 1 {
@@ -403,6 +402,23 @@ func (s *Server) accepted(from *EventLoop, fd int, sa unix.Sockaddr) {
 		c.register()
 	} else {
 		l.Submit(c.register)
+	}
+}
+
+// takeSlot counts one more open connection, unless WithMaxConns forbids it.
+// With WithReusePort several loops accept at once; the compare-and-swap
+// keeps two of them from both taking the last slot (a load, then an add,
+// would let the limit be passed by up to one connection per loop).
+func (s *Server) takeSlot() bool {
+	limit := int64(s.cfg.maxConns)
+	for {
+		open := s.stats.open.Load()
+		if limit > 0 && open >= limit {
+			return false
+		}
+		if s.stats.open.CompareAndSwap(open, open+1) {
+			return true
+		}
 	}
 }
 

@@ -86,7 +86,9 @@ func closeReason(c *Conn, err error) int {
 	switch {
 	case err == nil && c.drained:
 		return closeShutdown
-	case err == nil && c.eof:
+	case err == nil && c.eof && !c.shutDone:
+		// The peer's FIN ended it; after our own CloseWrite, the FIN
+		// only answers ours, and the close counts as local.
 		return closePeer
 	case err == nil:
 		return closeLocal

@@ -7,11 +7,20 @@
 // outlasts the earliest front's deadline, which makes the timeouts exact on
 // the loop's clock (virtual time included). Lists and links are owned by the
 // loop goroutine.
+//
+// Activity is stamped with the clock read once, at the end of the loop
+// iteration it happened in (stampActivity), not when it happens: one clock
+// read per iteration rather than one per message, and a stamp that is never
+// earlier than the activity, so a timeout never fires early. (A stamp read
+// at the start of the iteration would be, by as long as the iteration ran:
+// milliseconds when a burst of connections arrives at once.) It may fire
+// late by the rest of that iteration.
 
 package reactor
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -26,8 +35,12 @@ const (
 type timeoutLink struct {
 	list       *timeoutList
 	prev, next *Conn
-	since      time.Duration // last activity (idle) or progress (write), loop clock
+	since      time.Duration // last activity (idle) or progress (write), loop clock; or stampPending
 }
+
+// stampPending is the since of a link whose activity happened during the
+// current iteration; stampActivity replaces it with the iteration's end.
+const stampPending = time.Duration(math.MaxInt64)
 
 // connTimeouts is allocated only for connections that have a timeout, so a
 // server without timeouts pays one nil pointer per connection.
@@ -42,11 +55,17 @@ type timeoutList struct {
 	kind       int
 	d          time.Duration
 	head, tail *Conn
+	pending    *Conn // first of the links at the back still stampPending; nil if none
 }
 
-func (tl *timeoutList) pushBack(c *Conn, now time.Duration) {
+// pushBack appends c, active now; its time is stamped at the end of the
+// iteration.
+func (tl *timeoutList) pushBack(c *Conn) {
 	ln := &c.tmo.link[tl.kind]
-	ln.list, ln.since, ln.prev, ln.next = tl, now, tl.tail, nil
+	ln.list, ln.since, ln.prev, ln.next = tl, stampPending, tl.tail, nil
+	if tl.pending == nil {
+		tl.pending = c
+	}
 	if tl.tail != nil {
 		tl.tail.tmo.link[tl.kind].next = c
 	} else {
@@ -57,6 +76,9 @@ func (tl *timeoutList) pushBack(c *Conn, now time.Duration) {
 
 func (tl *timeoutList) remove(c *Conn) {
 	ln := &c.tmo.link[tl.kind]
+	if tl.pending == c {
+		tl.pending = ln.next
+	}
 	if ln.prev != nil {
 		ln.prev.tmo.link[tl.kind].next = ln.next
 	} else {
@@ -71,12 +93,25 @@ func (tl *timeoutList) remove(c *Conn) {
 }
 
 // deadline returns when the front of the list expires, and false if the list
-// is empty.
+// is empty or its front was active in the current iteration (then so was
+// every connection behind it).
 func (tl *timeoutList) deadline() (time.Duration, bool) {
 	if tl.head == nil {
 		return 0, false
 	}
-	return tl.head.tmo.link[tl.kind].since + tl.d, true
+	since := tl.head.tmo.link[tl.kind].since
+	if since == stampPending {
+		return 0, false
+	}
+	return since + tl.d, true
+}
+
+// stamp gives the links active in the current iteration their time.
+func (tl *timeoutList) stamp(now time.Duration) {
+	for c := tl.pending; c != nil; c = c.tmo.link[tl.kind].next {
+		c.tmo.link[tl.kind].since = now
+	}
+	tl.pending = nil
 }
 
 // timeoutList returns the loop's list for kind and d, creating it. Servers
@@ -93,14 +128,21 @@ func (l *EventLoop) timeoutList(kind int, d time.Duration) *timeoutList {
 	return tl
 }
 
-// now returns the loop's clock, read at most once per iteration: activity
-// within one iteration shares a timestamp.
-func (l *EventLoop) now() time.Duration {
-	if !l.nowValid {
-		l.nowCache = l.k.Now()
-		l.nowValid = true
+// stampActivity gives the activity of the iteration that is ending its
+// time, reading the clock once if there was any. The loop calls it at the
+// end of every iteration.
+func (l *EventLoop) stampActivity() {
+	var now time.Duration
+	read := false
+	for _, tl := range l.tmoLists {
+		if tl.pending == nil {
+			continue
+		}
+		if !read {
+			now, read = l.k.Now(), true
+		}
+		tl.stamp(now)
 	}
-	return l.nowCache
 }
 
 // nextTimeoutDeadline returns the earliest deadline among the timeout lists.
@@ -160,7 +202,7 @@ func (c *Conn) setTimeout(kind int, d time.Duration) {
 		return
 	}
 	if kind == idleTimeout || c.waitW {
-		c.loop.timeoutList(kind, d).pushBack(c, c.loop.now())
+		c.loop.timeoutList(kind, d).pushBack(c)
 	}
 }
 
@@ -171,17 +213,16 @@ func (c *Conn) touch(wrote bool) {
 	if t == nil {
 		return
 	}
-	now := c.loop.now()
 	if ln := &t.link[idleTimeout]; ln.list != nil {
 		tl := ln.list
 		tl.remove(c)
-		tl.pushBack(c, now)
+		tl.pushBack(c)
 	}
 	if wrote {
 		if ln := &t.link[writeTimeout]; ln.list != nil {
 			tl := ln.list
 			tl.remove(c)
-			tl.pushBack(c, now)
+			tl.pushBack(c)
 		}
 	}
 }
@@ -196,7 +237,7 @@ func (c *Conn) writePending(pending bool) {
 	ln := &t.link[writeTimeout]
 	switch {
 	case pending && ln.list == nil:
-		c.loop.timeoutList(writeTimeout, t.d[writeTimeout]).pushBack(c, c.loop.now())
+		c.loop.timeoutList(writeTimeout, t.d[writeTimeout]).pushBack(c)
 	case !pending && ln.list != nil:
 		ln.list.remove(c)
 	}
