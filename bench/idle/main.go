@@ -89,10 +89,10 @@ func procStatus(pid int, fields ...string) (map[string]int64, error) {
 }
 
 // settledRSS samples VmRSS every interval until two samples in a row differ
-// by less than 1 % (the server has finished reacting), or until max has
+// by less than 1 % (the server has finished reacting), or until limit has
 // passed, and returns the last sample.
-func settledRSS(pid int, interval, max time.Duration) (int64, error) {
-	deadline := time.Now().Add(max)
+func settledRSS(pid int, interval, limit time.Duration) (int64, error) {
+	deadline := time.Now().Add(limit)
 	prev := int64(-1)
 	for {
 		m, err := procStatus(pid, "VmRSS")

@@ -38,7 +38,7 @@ func mainErr() error {
 		workloadsF = flag.String("workloads", "", "comma-separated workloads (default: all); see -list")
 		warmup     = flag.Duration("warmup", time.Second, "warm-up before each measurement")
 		duration   = flag.Duration("duration", 6*time.Second, "measured time of each echo and HTTP run")
-		quick      = flag.Bool("quick", false, "one round of 2 s runs, without idle-19k: a few minutes")
+		quick      = flag.Bool("quick", false, "one round of 3 s runs, without idle-19k: about 2-3 minutes")
 		serverCPUs = flag.String("server-cpus", "0", "CPU list for the server (taskset -c); empty: not pinned")
 		clientCPUs = flag.String("client-cpus", "1", "CPU list for the client (taskset -c); empty: not pinned")
 		loops      = flag.Int("loops", 1, "-loops passed to every server")
@@ -47,6 +47,8 @@ func mainErr() error {
 		port       = flag.Int("port", 9000, "first port; runs rotate over 20 ports from here")
 		out        = flag.String("out", "", "results directory (default: results/<UTC time>)")
 		report     = flag.String("report", "", "only rebuild tables.md and the chart from this results.json")
+		quietPct   = flag.Float64("quiet", 25, "before each run, wait for the rest of the machine to use less than this % of one core ...")
+		quietWait  = flag.Duration("quiet-wait", 3*time.Second, "... but no longer than this (0: do not wait)")
 		list       = flag.Bool("list", false, "list servers and workloads, then exit")
 	)
 	flag.Parse()
@@ -59,8 +61,19 @@ func mainErr() error {
 		return rebuildReport(*report)
 	}
 	if *quick {
-		*rounds, *warmup, *duration = 1, 500*time.Millisecond, 2*time.Second
-		if *workloadsF == "" {
+		// Quick settings apply only where no flag says otherwise.
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["rounds"] {
+			*rounds = 1
+		}
+		if !set["warmup"] {
+			*warmup = 500 * time.Millisecond
+		}
+		if !set["duration"] {
+			*duration = 3 * time.Second
+		}
+		if !set["workloads"] {
 			*workloadsF = "echo-64B-d1,echo-64B-d16,echo-4KiB-c1000,idle-10k,http,http-pipe16"
 		}
 	}
@@ -166,7 +179,9 @@ rounds:
 					break rounds
 				}
 				seq++
+				bgBefore := waitQuiet(*quietPct, *quietWait)
 				rec := runOne(cfg, s, w, round, seq)
+				rec.BgBeforePct = bgBefore
 				res.Records = append(res.Records, rec)
 				logf("[%d/%d %s] round %d %-16s %-10s %s", seq, total,
 					time.Since(start).Round(time.Second), round, w.Name, s.Name, summary(w, rec))
@@ -176,6 +191,32 @@ rounds:
 	res.Meta.Finished = time.Now().UTC()
 	res.Meta.LoadAvgEnd = loadAvg()
 	return writeResults(*out, res, os.Stdout)
+}
+
+// waitQuiet samples the machine's busy CPU (nothing of ours runs between
+// runs) over 500 ms windows until it is below pct percent of one core or
+// limit has passed, and returns the last sample. On a shared machine other
+// work comes in bursts; starting a run in a lull makes rounds comparable.
+// The wait is bounded so the default run keeps its length. It returns -1
+// when it did not sample.
+func waitQuiet(pct float64, limit time.Duration) float64 {
+	if limit <= 0 {
+		return -1
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		a, err1 := readCPUStat()
+		t := time.Now()
+		time.Sleep(500 * time.Millisecond) // a sampling window, not a wait for an event
+		b, err2 := readCPUStat()
+		if err1 != nil || err2 != nil {
+			return -1
+		}
+		bg := 100 * (b.busy - a.busy) / time.Since(t).Seconds()
+		if bg < pct || time.Now().After(deadline) {
+			return bg
+		}
+	}
 }
 
 // benchDir finds the bench module's directory: the working directory or one
@@ -198,22 +239,21 @@ func benchDir() (string, error) {
 	}
 }
 
+// selectServers keeps the named servers, in discovery order (the C ceiling,
+// the baseline, the reactor, then the rest), whatever order they were named in.
 func selectServers(all []server, names string) ([]server, error) {
 	if names == "" {
 		return all, nil
 	}
-	var out []server
+	want := map[string]bool{}
 	for n := range strings.SplitSeq(names, ",") {
 		n = strings.TrimSpace(n)
-		i := slices.IndexFunc(all, func(s server) bool { return s.Name == n })
-		if i < 0 {
+		if !slices.ContainsFunc(all, func(s server) bool { return s.Name == n }) {
 			return nil, fmt.Errorf("no server %q (see -list)", n)
 		}
-		if !slices.ContainsFunc(out, func(s server) bool { return s.Name == n }) {
-			out = append(out, all[i])
-		}
+		want[n] = true
 	}
-	return out, nil
+	return slices.DeleteFunc(slices.Clone(all), func(s server) bool { return !want[s.Name] }), nil
 }
 
 func selectWorkloads(names string) ([]workload, error) {

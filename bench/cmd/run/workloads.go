@@ -85,6 +85,9 @@ type record struct {
 	ServerCPUPct float64 `json:"server_cpu_pct"`
 	ClientCPUPct float64 `json:"client_cpu_pct"`
 	BgCPUPct     float64 `json:"bg_cpu_pct"`
+	// BgBeforePct is the machine's load just before the server started,
+	// after waiting (bounded by -quiet-wait) for it to drop below -quiet.
+	BgBeforePct float64 `json:"bg_before_pct"`
 	// ServerUsPerOp is server CPU microseconds per message or request: the
 	// server's cost, readable even when the client was the bottleneck.
 	ServerUsPerOp float64         `json:"server_us_per_op,omitempty"`
