@@ -532,10 +532,10 @@ int main(int argc, char **argv) {
 	       "\"msgs_per_s\":%.1f,\"mib_per_s\":%.2f,\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,"
 	       "\"lat_p999_us\":%.1f,\"lat_max_us\":%.1f,\"errors\":%llu,\"error\":\"%s\","
 	       "\"client_cpu_s\":%.3f,\"client_user_s\":%.3f,\"client_sys_s\":%.3f,\"client_cpu_pct\":%.1f,"
-	       "\"server_pid\":%d,\"server_cpu_pct\":%.1f}\n",
+	       "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_pct\":%.1f}\n",
 	       addr_str, nconn, connected, depth, msgsize, nthreads, warm_s, win,
 	       (unsigned long long)msgs, (double)msgs / win, (double)msgs * msgsize / win / (1024.0 * 1024.0),
 	       qv[0], qv[1], qv[2], qv[3], (unsigned long long)errors, err, cpu, u1 - u0, s1 - s0, cpu / wall * 100.0,
-	       server_pid, srv >= 0 ? srv / wall * 100.0 : -1.0);
+	       server_pid, srv, srv >= 0 ? srv / wall * 100.0 : -1.0);
 	return errors > 0 ? 1 : 0;
 }
