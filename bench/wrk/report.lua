@@ -25,6 +25,17 @@ if depth > 1 then
    end
 end
 
+-- wrk 4.1's percentiles sometimes come back 0 although requests completed,
+-- most often with pipelining (wg/wrk issues 236 and 354); such a value is
+-- reported as -1, "unknown", rather than as a latency of zero.
+local function pct(latency, p)
+   local v = latency:percentile(p)
+   if v <= 0 and latency.max > 0 then
+      return -1
+   end
+   return v
+end
+
 done = function(summary, latency, requests)
    local e = summary.errors
    io.write(string.format(
@@ -33,5 +44,5 @@ done = function(summary, latency, requests)
       '"lat_p50_us":%.1f,"lat_p99_us":%.1f,"lat_p999_us":%.1f,"lat_max_us":%.1f}\n',
       depth, summary.requests, summary.duration, summary.bytes,
       e.connect, e.read, e.write, e.status, e.timeout,
-      latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max))
+      pct(latency, 50), pct(latency, 99), pct(latency, 99.9), latency.max))
 end

@@ -49,6 +49,19 @@ func (c cell) stat(f func(record) float64) stat {
 	return summarize(v)
 }
 
+// latency summarises a latency column, leaving out unknown values (negative:
+// wrk could not say) so that they neither pull the median down nor show as
+// a latency of zero.
+func (c cell) latency(f func(record) float64) stat {
+	v := make([]float64, 0, len(c.ok))
+	for _, r := range c.ok {
+		if x := f(r); x >= 0 {
+			v = append(v, x)
+		}
+	}
+	return summarize(v)
+}
+
 func (c cell) clientErrors() int64 {
 	var n int64
 	for _, r := range c.ok {
@@ -194,9 +207,9 @@ func tables(res *results) string {
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 					s.Name, num(w, v.Median), spread, ratio,
 					fixed(c.stat(func(r record) float64 { return r.MiBps }).Median),
-					fixed(c.stat(func(r record) float64 { return r.P50 }).Median),
-					fixed(c.stat(func(r record) float64 { return r.P99 }).Median),
-					fixed(c.stat(func(r record) float64 { return r.P999 }).Median),
+					fixed(c.latency(func(r record) float64 { return r.P50 }).Median),
+					fixed(c.latency(func(r record) float64 { return r.P99 }).Median),
+					fixed(c.latency(func(r record) float64 { return r.P999 }).Median),
 					fmt.Sprintf("%.2f", c.stat(func(r record) float64 { return r.ServerUsPerOp }).Median),
 					pct(func(r record) float64 { return r.ServerCPUPct }),
 					pct(func(r record) float64 { return r.ClientCPUPct }),
@@ -211,9 +224,9 @@ func tables(res *results) string {
 			case typeHTTP:
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 					s.Name, num(w, v.Median), spread, ratio,
-					fixed(c.stat(func(r record) float64 { return r.P50 }).Median),
-					fixed(c.stat(func(r record) float64 { return r.P99 }).Median),
-					fixed(c.stat(func(r record) float64 { return r.P999 }).Median),
+					fixed(c.latency(func(r record) float64 { return r.P50 }).Median),
+					fixed(c.latency(func(r record) float64 { return r.P99 }).Median),
+					fixed(c.latency(func(r record) float64 { return r.P999 }).Median),
 					fmt.Sprintf("%.2f", c.stat(func(r record) float64 { return r.ServerUsPerOp }).Median),
 					pct(func(r record) float64 { return r.ServerCPUPct }),
 					pct(func(r record) float64 { return r.ClientCPUPct }),
@@ -296,10 +309,11 @@ func count(v float64) string {
 	return string(out)
 }
 
-// fixed formats a latency or bandwidth with sensible precision.
+// fixed formats a latency or bandwidth with sensible precision; a negative
+// value means unknown.
 func fixed(v float64) string {
 	switch {
-	case math.IsNaN(v):
+	case math.IsNaN(v) || v < 0:
 		return "–"
 	case v >= 100:
 		return count(v)

@@ -40,6 +40,7 @@ func TestFormatting(t *testing.T) {
 		{fixed(3.14159), "3.14"},
 		{fixed(31.4159), "31.4"},
 		{fixed(3141.59), "3,142"},
+		{fixed(-1), "–"},
 		{compact(950), "950"},
 		{compact(131529), "132k"},
 		{compact(2196965), "2.20M"},
@@ -168,4 +169,11 @@ func TestSelectServers(t *testing.T) {
 	got, err = selectServers(all, "")
 	require.NoError(t, err)
 	assert.Len(t, got, 3)
+}
+
+func TestUnknownLatencyIsLeftOut(t *testing.T) {
+	c := cell{ok: []record{{P99: 100}, {P99: -1}, {P99: 300}}}
+	assert.Equal(t, 200.0, c.latency(func(r record) float64 { return r.P99 }).Median)
+	c = cell{ok: []record{{P99: -1}}}
+	assert.Equal(t, "–", fixed(c.latency(func(r record) float64 { return r.P99 }).Median))
 }
