@@ -115,7 +115,12 @@ func tables(res *results) string {
 	fmt.Fprintf(&b, "- %s; %s; %s\n", m.Go, m.GCC, orDash(m.Wrk))
 	fmt.Fprintf(&b, "- server pinned to CPUs `%s`, client to `%s` (%d client thread(s)); servers run with -loops %d\n",
 		orDash(m.ServerCPUs), orDash(m.ClientCPUs), m.ClientThread, m.Loops)
-	fmt.Fprintf(&b, "- load average at start %s, at end %s\n\n", m.LoadAvgStart, m.LoadAvgEnd)
+	fmt.Fprintf(&b, "- load average at start %s, at end %s\n", m.LoadAvgStart, m.LoadAvgEnd)
+	if n := len(res.Replaced); n > 0 {
+		fmt.Fprintf(&b, "- %d noisy run(s) (bg CPU above %.0f%%) were run again; they are kept in results.json under \"replaced\"\n",
+			n, m.MaxBgPct)
+	}
+	b.WriteString("\n")
 	b.WriteString("Figures are medians over the rounds; min–max is the run-to-run spread; " +
 		"×gnet is the median divided by gnet's (gnet-http's for HTTP). " +
 		"CPU columns are percent of one core over the measured window; bg is everything else the machine ran meanwhile " +

@@ -135,6 +135,14 @@ func TestTables(t *testing.T) {
 	assert.Contains(t, md, "1/2", "a failed round is counted")
 	assert.Contains(t, md, "- reactor does not build:")
 	assert.Contains(t, md, "round 2, echo-64B-d1, other: server exited during the run")
+	assert.NotContains(t, md, "noisy run(s)")
+
+	res := sample()
+	res.Meta.MaxBgPct = 50
+	res.Replaced = []record{{Round: 1, Workload: "echo-64B-d1", Server: "gnet", Value: 1e9, BgCPUPct: 150}}
+	md = tables(res)
+	assert.Contains(t, md, "1 noisy run(s) (bg CPU above 50%) were run again")
+	assert.NotContains(t, md, "1,000,000,000", "a replaced run is not in the figures")
 }
 
 func TestChartIsWellFormedSVG(t *testing.T) {
