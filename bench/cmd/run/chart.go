@@ -1,0 +1,176 @@
+package main
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"strings"
+)
+
+// palette gives each server a fixed colour by its position in the results.
+var palette = []string{"#4c4c4c", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"}
+
+// chart draws the headline comparison as SVG: for each throughput workload
+// (echo, then HTTP) one bar per server, its height the median relative to the
+// baseline (gnet, or gnet-http), a whisker from the slowest to the fastest
+// round, and the absolute median written above. Written by hand so the bench
+// module needs no plotting library.
+func chart(res *results) string {
+	type group struct {
+		w    workload
+		srvs []serverInfo
+	}
+	var groups []group
+	for _, w := range res.Workloads {
+		if w.Type == typeIdle {
+			continue
+		}
+		if srvs := serversOf(res, w.kind()); len(srvs) > 0 {
+			groups = append(groups, group{w, srvs})
+		}
+	}
+	cs := cells(res)
+
+	const (
+		barW, barGap, groupGap = 26.0, 4.0, 36.0
+		left, top, plotH       = 60.0, 70.0, 300.0
+		bottom                 = 70.0
+	)
+	// Normalise each group by its baseline's median, or by its best median
+	// when the baseline has no figure; find the axis range.
+	norm := make([]float64, len(groups))
+	note := make([]string, len(groups))
+	maxR := 1.25
+	for i, g := range groups {
+		norm[i] = math.NaN()
+		if c := cs[[2]string{g.w.Name, baseline(g.w.kind())}]; c != nil && len(c.ok) > 0 {
+			norm[i] = c.stat(value).Median
+		} else {
+			best := 0.0
+			for _, s := range g.srvs {
+				if c := cs[[2]string{g.w.Name, s.Name}]; c != nil && len(c.ok) > 0 {
+					best = math.Max(best, c.stat(value).Median)
+				}
+			}
+			if best > 0 {
+				norm[i], note[i] = best, "relative to the fastest"
+			}
+		}
+		for _, s := range g.srvs {
+			if c := cs[[2]string{g.w.Name, s.Name}]; c != nil && len(c.ok) > 0 && norm[i] > 0 {
+				maxR = math.Max(maxR, c.stat(value).Max/norm[i])
+			}
+		}
+	}
+	maxR = math.Ceil(maxR*4) / 4
+
+	width := left + 20
+	for _, g := range groups {
+		width += float64(len(g.srvs))*(barW+barGap) + groupGap
+	}
+	width = math.Max(width, 640)
+	height := top + plotH + bottom
+	y := func(r float64) float64 { return top + plotH - r/maxR*plotH }
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="11">`+"\n",
+		width, height, width, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">Throughput relative to gnet, HTTP to gnet-http (median of %d round(s); whiskers: min–max)</text>`+"\n",
+		left, res.Meta.Rounds)
+	fmt.Fprintf(&b, `<text x="%.0f" y="36" fill="#555">%s</text>`+"\n", left,
+		html.EscapeString(fmt.Sprintf("nproc %d, kernel %s; server CPUs %s, client CPUs %s; %s", res.Meta.NProc, res.Meta.Kernel,
+			orDash(res.Meta.ServerCPUs), orDash(res.Meta.ClientCPUs), res.Meta.Started.Format("2006-01-02"))))
+
+	// Axis and grid.
+	for r := 0.0; r <= maxR+1e-9; r += 0.25 {
+		stroke := "#e5e5e5"
+		if math.Abs(r-1) < 1e-9 {
+			stroke = "#888"
+		}
+		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="%s"/>`+"\n", left, width-10, y(r), y(r), stroke)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" text-anchor="end">%.2f×</text>`+"\n", left-6, y(r)+4, r)
+	}
+
+	// Legend: every server that appears in some group, in results order.
+	lx := left
+	seen := map[string]bool{}
+	for i, s := range res.Servers {
+		if s.Kind == kindEcho || s.Kind == kindHTTP {
+			if seen[s.Name] {
+				continue
+			}
+			seen[s.Name] = true
+			fmt.Fprintf(&b, `<rect x="%.0f" y="46" width="10" height="10" fill="%s"/><text x="%.0f" y="55">%s</text>`+"\n",
+				lx, palette[i%len(palette)], lx+14, html.EscapeString(s.Name))
+			lx += 14 + 7*float64(len(s.Name)) + 14
+		}
+	}
+
+	x := left + 10
+	for gi, g := range groups {
+		gx := x
+		for _, s := range g.srvs {
+			colour := palette[serverIndex(res, s.Name)%len(palette)]
+			c := cs[[2]string{g.w.Name, s.Name}]
+			cx := x + barW/2
+			switch {
+			case c == nil || len(c.ok) == 0 || !(norm[gi] > 0):
+				label := "–"
+				if s.BuildError != "" || (c != nil && len(c.failed) > 0) {
+					label = "failed"
+				}
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#b00" transform="rotate(-90 %.1f %.1f)">%s</text>`+"\n",
+					cx, y(0)-6, cx, y(0)-6, label)
+			default:
+				v := c.stat(value)
+				r := v.Median / norm[gi]
+				fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %s (%s–%s)</title></rect>`+"\n",
+					x, y(r), barW, y(0)-y(r), colour, html.EscapeString(s.Name), g.w.Name, count(v.Median), count(v.Min), count(v.Max))
+				lo, hi := v.Min/norm[gi], v.Max/norm[gi]
+				fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="black"/>`, cx, cx, y(lo), y(hi))
+				fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="black"/>`, cx-4, cx+4, y(lo), y(lo))
+				fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="black"/>`+"\n", cx-4, cx+4, y(hi), y(hi))
+				ty := math.Min(y(hi), y(r)) - 4
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="start" font-size="9" transform="rotate(-90 %.1f %.1f)">%s</text>`+"\n",
+					cx+3, ty, cx+3, ty, compact(v.Median))
+			}
+			x += barW + barGap
+		}
+		mid := (gx + x - barGap) / 2
+		unit := "msg/s"
+		if g.w.Type == typeHTTP {
+			unit = "req/s"
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" font-weight="bold">%s</text>`+"\n", mid, top+plotH+18, g.w.Name)
+		sub := unit
+		if note[gi] != "" {
+			sub += ", " + note[gi]
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">%s</text>`+"\n", mid, top+plotH+32, sub)
+		x += groupGap
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func serverIndex(res *results, name string) int {
+	for i, s := range res.Servers {
+		if s.Name == name {
+			return i
+		}
+	}
+	return 0
+}
+
+// compact writes a rate briefly: 950, 131k, 2.20M.
+func compact(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}

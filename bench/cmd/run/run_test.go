@@ -1,0 +1,187 @@
+package main
+
+import (
+	"encoding/xml"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSummarize(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want stat
+	}{
+		{[]float64{3}, stat{Median: 3, Min: 3, Max: 3, N: 1}},
+		{[]float64{5, 1, 3}, stat{Median: 3, Min: 1, Max: 5, N: 3}},
+		{[]float64{4, 1, 3, 2}, stat{Median: 2.5, Min: 1, Max: 4, N: 4}},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, summarize(tt.in), "%v", tt.in)
+	}
+	empty := summarize(nil)
+	assert.True(t, math.IsNaN(empty.Median))
+	assert.Zero(t, empty.N)
+}
+
+func TestFormatting(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{count(0), "0"},
+		{count(999.6), "1,000"},
+		{count(1234567), "1,234,567"},
+		{count(math.NaN()), "–"},
+		{fixed(3.14159), "3.14"},
+		{fixed(31.4159), "31.4"},
+		{fixed(3141.59), "3,142"},
+		{fixed(-1), "–"},
+		{compact(950), "950"},
+		{compact(131529), "132k"},
+		{compact(2196965), "2.20M"},
+		{ratioStr(1, 0), "–"},
+		{ratioStr(3, 2), "1.50"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, tt.got)
+	}
+}
+
+func TestCPUCount(t *testing.T) {
+	tests := []struct {
+		list string
+		want int
+	}{
+		{"0", 1}, {"1", 1}, {"0,2", 2}, {"2-3", 2}, {"0,2-5", 5},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, cpuCount(tt.list), tt.list)
+	}
+}
+
+func TestLastJSONLine(t *testing.T) {
+	out := "Running 2s test\n{\"a\":1}\nnoise {\n{\"b\":2}\n{broken\n"
+	assert.JSONEq(t, `{"b":2}`, string(lastJSONLine([]byte(out))))
+	assert.Nil(t, lastJSONLine([]byte("no json here\n")))
+}
+
+func TestSelectWorkloads(t *testing.T) {
+	ws, err := selectWorkloads("http, echo-64B-d1,http")
+	require.NoError(t, err)
+	require.Len(t, ws, 2)
+	assert.Equal(t, "echo-64B-d1", ws[0].Name, "canonical order is kept")
+	assert.Equal(t, "http", ws[1].Name)
+	_, err = selectWorkloads("nope")
+	assert.Error(t, err)
+}
+
+func TestDiscover(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"zeta", "gnet", "reactor", "reactor-http", "nethttp", "empty"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "servers", d), 0o755))
+		if d != "empty" {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "servers", d, "main.go"), []byte("package main\n"), 0o644))
+		}
+	}
+	got, err := discover(dir)
+	require.NoError(t, err)
+	var names, kinds []string
+	for _, s := range got {
+		names = append(names, s.Name)
+		kinds = append(kinds, s.Kind)
+	}
+	assert.Equal(t, []string{cServer, "gnet", "reactor", "reactor-http", "nethttp", "zeta"}, names)
+	assert.Equal(t, []string{kindEcho, kindEcho, kindEcho, kindHTTP, kindHTTP, kindEcho}, kinds)
+}
+
+// sample builds results with a baseline, a second server with one failed
+// round, a server that did not build, and an HTTP server.
+func sample() *results {
+	res := &results{
+		Meta:      meta{Rounds: 2, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		Workloads: []workload{allWorkloads[0], allWorkloads[3], allWorkloads[5]},
+		Servers: []serverInfo{
+			{Name: "gnet", Kind: kindEcho},
+			{Name: "other", Kind: kindEcho},
+			{Name: "reactor", Kind: kindEcho, BuildError: "syntax error"},
+			{Name: "gnet-http", Kind: kindHTTP},
+		},
+	}
+	add := func(round int, w, s string, v float64, errText string) {
+		res.Records = append(res.Records, record{Round: round, Workload: w, Server: s, Value: v, Error: errText})
+	}
+	for round := 1; round <= 2; round++ {
+		add(round, "echo-64B-d1", "gnet", 100*float64(round), "")
+		add(round, "idle-10k", "gnet", 1, "")
+		add(round, "http", "gnet-http", 1000, "")
+		add(round, "echo-64B-d1", "reactor", 0, "build failed")
+	}
+	add(1, "echo-64B-d1", "other", 300, "")
+	add(2, "echo-64B-d1", "other", 0, "server exited during the run")
+	return res
+}
+
+func TestTables(t *testing.T) {
+	md := tables(sample())
+	assert.Contains(t, md, "| gnet | 150 (1.00) |", "median of 100 and 200, its own baseline")
+	assert.Contains(t, md, "| other | 300 (2.00) |")
+	assert.Contains(t, md, "| reactor | build failed |")
+	assert.Contains(t, md, "| other | 300 | 300–300 | 2.00 |")
+	assert.Contains(t, md, "1/2", "a failed round is counted")
+	assert.Contains(t, md, "- reactor does not build:")
+	assert.Contains(t, md, "round 2, echo-64B-d1, other: server exited during the run")
+	assert.NotContains(t, md, "noisy run(s)")
+
+	res := sample()
+	res.Meta.MaxBgPct = 50
+	res.Replaced = []record{{Round: 1, Workload: "echo-64B-d1", Server: "gnet", Value: 1e9, BgCPUPct: 150}}
+	md = tables(res)
+	assert.Contains(t, md, "1 noisy run(s) (bg CPU above 50%) were run again")
+	assert.NotContains(t, md, "1,000,000,000", "a replaced run is not in the figures")
+}
+
+func TestChartIsWellFormedSVG(t *testing.T) {
+	svg := chart(sample())
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	elements := 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		if _, ok := tok.(xml.StartElement); ok {
+			elements++
+		}
+	}
+	assert.Greater(t, elements, 10)
+	assert.Contains(t, svg, "echo-64B-d1")
+	assert.Contains(t, svg, "failed", "the server that did not build is marked")
+	assert.NotContains(t, svg, "idle-10k", "idle is not a throughput workload")
+}
+
+func TestSelectServers(t *testing.T) {
+	all := []server{{Name: cServer}, {Name: "gnet"}, {Name: "nbio"}}
+	got, err := selectServers(all, "nbio, c-epoll")
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, cServer, got[0].Name, "discovery order is kept")
+	assert.Equal(t, "nbio", got[1].Name)
+	_, err = selectServers(all, "missing")
+	assert.Error(t, err)
+	got, err = selectServers(all, "")
+	require.NoError(t, err)
+	assert.Len(t, got, 3)
+}
+
+func TestUnknownLatencyIsLeftOut(t *testing.T) {
+	c := cell{ok: []record{{P99: 100}, {P99: -1}, {P99: 300}}}
+	assert.Equal(t, 200.0, c.latency(func(r record) float64 { return r.P99 }).Median)
+	c = cell{ok: []record{{P99: -1}}}
+	assert.Equal(t, "–", fixed(c.latency(func(r record) float64 { return r.P99 }).Median))
+}

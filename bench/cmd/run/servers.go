@@ -1,0 +1,260 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Kinds of server, and so of workload: an echo server serves the echo and
+// idle workloads, an HTTP server the HTTP ones.
+const (
+	kindEcho = "echo"
+	kindHTTP = "http"
+)
+
+// cServer is the name the C epoll echo server (cserver/echo.c) runs under.
+const cServer = "c-epoll"
+
+// server is one peer the harness can run.
+type server struct {
+	Name     string // directory name under servers/, or cServer
+	Kind     string // kindEcho or kindHTTP
+	Bin      string // built executable
+	BuildErr string // why it did not build; empty when it did
+}
+
+// discover lists the servers under dir/servers (every directory holding a Go
+// file; a name ending in "http", as gnet-http, nethttp, fasthttp and
+// reactor-http do, is an HTTP server) plus the C echo server.
+// New directories, such as the reactor servers, are picked up by name.
+func discover(dir string) ([]server, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, "servers"))
+	if err != nil {
+		return nil, err
+	}
+	list := []server{{Name: cServer, Kind: kindEcho}}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		gofiles, _ := filepath.Glob(filepath.Join(dir, "servers", e.Name(), "*.go"))
+		if len(gofiles) == 0 {
+			continue
+		}
+		kind := kindEcho
+		if strings.HasSuffix(e.Name(), "http") {
+			kind = kindHTTP
+		}
+		list = append(list, server{Name: e.Name(), Kind: kind})
+	}
+	sort.SliceStable(list, func(i, j int) bool { return order(list[i].Name) < order(list[j].Name) })
+	return list, nil
+}
+
+// order puts the reference servers first in tables and charts: the C ceiling,
+// then gnet (the baseline of every ratio), then the reactor, then the rest in
+// name order.
+func order(name string) string {
+	switch name {
+	case cServer:
+		return "0"
+	case "gnet", "gnet-http":
+		return "1"
+	case "reactor", "reactor-http":
+		return "2"
+	}
+	return "3" + name
+}
+
+// buildAll builds the tools and the chosen servers into dir/bin. A server
+// that does not build keeps its error in BuildErr and is reported in the
+// tables, not dropped; a tool that does not build is fatal for the workloads
+// that need it, which the caller learns from the returned map.
+func buildAll(ctx context.Context, dir string, servers []server, log func(string, ...any)) (map[string]error, error) {
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return nil, err
+	}
+	tools := map[string]error{}
+	cc := func(out, src string) error {
+		return run(ctx, dir, "gcc", "-O2", "-Wall", "-pthread", "-o", filepath.Join(bin, out), src)
+	}
+	tools["loadgen"] = cc("loadgen", filepath.Join("loadgen", "loadgen.c"))
+	tools["idle"] = run(ctx, dir, "go", "build", "-o", filepath.Join(bin, "idle"), "./idle")
+	for k, err := range tools {
+		if err != nil {
+			log("build %s: %v", k, err)
+		}
+	}
+
+	// Go builds run two at a time: the machine may have two cores, and the
+	// linker is the slow part.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for i := range servers {
+		s := &servers[i]
+		s.Bin = filepath.Join(bin, s.Name)
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var err error
+			if s.Name == cServer {
+				err = cc(cServer, filepath.Join("cserver", "echo.c"))
+			} else {
+				err = run(ctx, dir, "go", "build", "-o", s.Bin, "./servers/"+s.Name)
+			}
+			if err != nil {
+				s.BuildErr = err.Error()
+			}
+		})
+	}
+	wg.Wait()
+	for _, s := range servers {
+		if s.BuildErr != "" {
+			log("server %s does not build; it is reported as failed:\n%s", s.Name, s.BuildErr)
+		}
+	}
+	return tools, nil
+}
+
+// run runs a build command in dir; the error carries the command's output.
+func run(ctx context.Context, dir, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// pinned prefixes argv with taskset when cpus is set.
+func pinned(cpus string, argv []string) []string {
+	if cpus == "" {
+		return argv
+	}
+	return append([]string{"taskset", "-c", cpus}, argv...)
+}
+
+// tail is an io.Writer that keeps the last max bytes written, for the end of
+// a server's log in an error message. Safe for the one writer exec gives it
+// and a reader after the process is gone.
+type tail struct {
+	mu  sync.Mutex // guards buf
+	buf []byte
+	max int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(bytes.TrimSpace(t.buf))
+}
+
+// running is a started server process, owned by the harness goroutine that
+// started it.
+type running struct {
+	cmd    *exec.Cmd
+	log    *tail
+	exited chan struct{} // closed when the process has been reaped
+	err    error         // Wait's result; read only after exited is closed
+}
+
+// startServer starts s on addr, pinned to cpus, and returns once addr
+// accepts connections, or an error if it exits or does not listen in time.
+// taskset execs the server, so the pid is the server's own.
+func startServer(s server, addr, cpus string, loops int, timeout time.Duration) (*running, error) {
+	if err := portFree(addr); err != nil {
+		return nil, err
+	}
+	argv := pinned(cpus, []string{s.Bin, "-addr", addr, "-loops", fmt.Sprint(loops)})
+	r := &running{log: &tail{max: 4096}, exited: make(chan struct{})}
+	r.cmd = exec.Command(argv[0], argv[1:]...)
+	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
+	// Its own process group, so a Ctrl-C to the harness reaches the harness
+	// first and the harness stops the server by its pid.
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := r.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		close(r.exited)
+	}()
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			_ = c.Close() // only a probe
+			return r, nil
+		}
+		select {
+		case <-r.exited:
+			return nil, fmt.Errorf("%s exited before listening (%v): %s", s.Name, r.err, r.log.String())
+		case <-time.After(10 * time.Millisecond): // poll interval
+		}
+		if time.Now().After(deadline) {
+			r.stop()
+			return nil, fmt.Errorf("%s did not listen on %s within %v: %s", s.Name, addr, timeout, r.log.String())
+		}
+	}
+}
+
+// alive reports whether the server is still running.
+func (r *running) alive() bool {
+	select {
+	case <-r.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (r *running) pid() int { return r.cmd.Process.Pid }
+
+// stop sends SIGTERM to the server's pid, then SIGKILL if it has not exited
+// within three seconds, and waits for it to be reaped.
+func (r *running) stop() {
+	if !r.alive() {
+		return
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM) // it may exit on its own meanwhile
+	select {
+	case <-r.exited:
+		return
+	case <-time.After(3 * time.Second):
+	}
+	_ = r.cmd.Process.Kill() // as above
+	<-r.exited
+}
+
+// portFree fails when something already listens on addr: its answers would
+// be taken for the server's.
+func portFree(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		_ = c.Close() // only a probe
+		return fmt.Errorf("something already listens on %s", addr)
+	}
+	return nil // refused (or unreachable): nobody answers there
+}

@@ -1,0 +1,44 @@
+// Command fasthttp is the valyala/fasthttp plaintext peer for the
+// side-by-side benchmarks: GET / answers "Hello, World!" (text/plain), other
+// paths 404.
+//
+// A fasthttp.Server with a RequestHandler, as fasthttp's README shows, with
+// its defaults (a worker pool of goroutines; it answers pipelined requests in
+// order and flushes once no more input is buffered). -loops only sets
+// GOMAXPROCS: fasthttp uses Go's runtime netpoller and has no event-loop count.
+package main
+
+import (
+	"flag"
+	"log"
+	"runtime"
+
+	"github.com/valyala/fasthttp"
+)
+
+var hello = []byte("Hello, World!")
+
+func handler(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Error("Method Not Allowed", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	if string(ctx.Path()) != "/" {
+		ctx.Error("Not Found", fasthttp.StatusNotFound)
+		return
+	}
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBody(hello)
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
+	loops := flag.Int("loops", 1, "GOMAXPROCS (fasthttp has no event-loop count)")
+	flag.Parse()
+	if *loops < 1 {
+		log.Fatalf("-loops must be at least 1, got %d", *loops)
+	}
+	runtime.GOMAXPROCS(*loops)
+	srv := &fasthttp.Server{Handler: handler, Name: "fasthttp"}
+	log.Fatal(srv.ListenAndServe(*addr))
+}
