@@ -31,7 +31,7 @@
 // and close the connection: the request's length is unknown, so the
 // connection cannot be resynchronised.
 
-package main
+package httpd
 
 import (
 	"bytes"
@@ -56,8 +56,8 @@ const (
 	maxBodyBytes = 1 << 20
 )
 
-// The errors parseRequest returns. Their text is what logs and the interim
-// tool (main.go) show; errorStatus maps each to the status to answer with.
+// The errors parseRequest returns. Their text is what logs show;
+// errorStatus maps each to the status to answer with.
 var (
 	// errNeedMore means the input holds only a prefix of a request: read
 	// more and call parseRequest again with all of it. It is the only error
@@ -81,8 +81,8 @@ var (
 )
 
 // The reasons for a 400, each wrapping errMalformed, and one for a 431,
-// wrapping errHeaderTooLarge. They exist so that tests, logs and the interim
-// tool say which rule a request broke. They are built once, here, so that
+// wrapping errHeaderTooLarge. They exist so that tests and logs say which
+// rule a request broke. They are built once, here, so that
 // returning one allocates nothing.
 var (
 	errBareLF            = fmt.Errorf("%w: line ends in LF without CR", errMalformed)

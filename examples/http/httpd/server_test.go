@@ -1,4 +1,4 @@
-package main
+package httpd
 
 import (
 	"bufio"
@@ -31,7 +31,7 @@ const testTimeout = 30 * time.Second
 // when the test ends.
 func startServer(t *testing.T, loops int) string {
 	t.Helper()
-	srv, err := newServer("127.0.0.1:0", loops, "epoll", slog.New(slog.DiscardHandler))
+	srv, err := NewServer("127.0.0.1:0", loops, "epoll", slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()

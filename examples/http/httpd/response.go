@@ -4,7 +4,7 @@
 // connection whose output buffer has reached its working size writes
 // responses without allocating.
 
-package main
+package httpd
 
 import (
 	"strconv"
