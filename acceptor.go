@@ -64,7 +64,7 @@ func (a *acceptor) handleEvent(Events) {
 		if a.closed || a.paused {
 			return
 		}
-		fd, sa, err := k.Accept(a.ch.fd)
+		fd, peer, err := k.Accept(a.ch.fd)
 		switch err {
 		case nil:
 			if a.episode {
@@ -72,7 +72,7 @@ func (a *acceptor) handleEvent(Events) {
 				a.backoff = acceptBackoffMin
 				a.loop.log.Info("reactor: accepting again", "addr", a.srv.Addr())
 			}
-			a.srv.accepted(a.loop, fd, sa)
+			a.srv.accepted(a.loop, fd, peer)
 		case unix.EAGAIN:
 			return
 		case unix.EINTR, unix.ECONNABORTED:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,7 +27,9 @@ var _ kernel.Interface = enosysKernel{}
 func (enosysKernel) Listen(string, string, bool, int) (int, unix.Sockaddr, error) {
 	return -1, nil, unix.ENOSYS
 }
-func (enosysKernel) Accept(int) (int, unix.Sockaddr, error) { return -1, nil, unix.ENOSYS }
+func (enosysKernel) Accept(int) (int, netip.AddrPort, error) {
+	return -1, netip.AddrPort{}, unix.ENOSYS
+}
 func (enosysKernel) Socketpair() ([2]int, error)            { return [2]int{-1, -1}, unix.ENOSYS }
 func (enosysKernel) Read(int, []byte) (int, error)          { return 0, unix.ENOSYS }
 func (enosysKernel) Readv(int, [][]byte) (int, error)       { return 0, unix.ENOSYS }

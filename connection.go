@@ -118,8 +118,12 @@ type Conn struct {
 	loop *EventLoop
 
 	// Owned by the loop goroutine.
-	in       *Buffer // unconsumed input; nil while there is none
-	ctx      any
+	in    *Buffer // unconsumed input; nil while there is none
+	ctx   any
+	tmo   *connTimeouts // nil unless the connection has a timeout
+	raddr [16]byte      // the peer's IP, IPv4 as IPv4-mapped IPv6 (see peer)
+	rport uint16
+
 	state    uint8
 	eof      bool // the peer shut down its write side
 	stopRead bool // Close was requested or the server is draining: read no more
@@ -127,24 +131,30 @@ type Conn struct {
 	waitW    bool // the kernel buffer was full: EventWrite registered
 	shutDone bool // shutdown(SHUT_WR) has been done
 	drained  bool // closed by the server's graceful shutdown
-	raddr    netip.AddrPort
-	tmo      *connTimeouts // nil unless the connection has a timeout
 
-	// Shared: guarded by mu.
+	// Shared: guarded by mu. (The fields are ordered so that the struct
+	// fits the allocator's 128-byte size class: every byte of a Conn is paid
+	// once per idle connection.)
+	wclosed     bool // no more writes: Close, CloseWrite or the end of the connection
+	closeReq    bool // Close was called: close once the output is flushed
+	shutReq     bool // CloseWrite was called: FIN once the output is flushed
+	flushQueued bool // c is on its loop's flush list
+	fdClosed    bool // the descriptor has been closed (its number may be reused)
 	mu          sync.Mutex
 	out         *Buffer // output not yet taken by the kernel; nil while empty
-	wclosed     bool    // no more writes: Close, CloseWrite or the end of the connection
-	closeReq    bool    // Close was called: close once the output is flushed
-	shutReq     bool    // CloseWrite was called: FIN once the output is flushed
-	flushQueued bool    // c is on its loop's flush list
-	fdClosed    bool    // the descriptor has been closed (its number may be reused)
 	nextFlush   *Conn   // link in the loop's flush list (see EventLoop.queueFlush)
 }
 
-func newConn(l *EventLoop, fd int, sa unix.Sockaddr) *Conn {
-	c := &Conn{loop: l, raddr: sockaddrToAddrPort(sa)}
+func newConn(l *EventLoop, fd int, peer netip.AddrPort) *Conn {
+	c := &Conn{loop: l, raddr: peer.Addr().As16(), rport: peer.Port()}
 	c.ch = channel{fd: fd, handler: c}
 	return c
+}
+
+// peer returns the peer's address. The zone of a link-local IPv6 peer is
+// not kept.
+func (c *Conn) peer() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(c.raddr).Unmap(), c.rport)
 }
 
 // Loop returns the event loop that owns the connection.
@@ -158,7 +168,7 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 
 // RemoteAddr returns the peer's address, as a *net.TCPAddr.
 func (c *Conn) RemoteAddr() net.Addr {
-	return net.TCPAddrFromAddrPort(c.raddr)
+	return net.TCPAddrFromAddrPort(c.peer())
 }
 
 // LocalAddr returns the local address of the connection, as a *net.TCPAddr
@@ -295,7 +305,7 @@ func (c *Conn) register() {
 		c.setTimeout(writeTimeout, d)
 	}
 	if l.tracing {
-		l.trace("OnOpen fd=%d peer=%v", c.ch.fd, c.raddr)
+		l.trace("OnOpen fd=%d peer=%v", c.ch.fd, c.peer())
 	}
 	l.current = c
 	l.srv.handler.OnOpen(c)

@@ -7,9 +7,8 @@ package reactor
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime"
-
-	"golang.org/x/sys/unix"
 )
 
 // LoadBalancer chooses the event loop that serves a new connection.
@@ -59,7 +58,7 @@ func (s *Server) runLoop(l *EventLoop) {
 }
 
 // pick chooses the loop for a new connection. acceptLoop goroutine.
-func (s *Server) pick(sa unix.Sockaddr) *EventLoop {
+func (s *Server) pick(peer netip.AddrPort) *EventLoop {
 	switch s.cfg.balancer {
 	case LeastConns:
 		best := s.loops[0]
@@ -73,7 +72,7 @@ func (s *Server) pick(sa unix.Sockaddr) *EventLoop {
 		// FNV-1a over the 16-byte form of the IP (IPv4 as ::ffff:a.b.c.d),
 		// written out so that it allocates nothing.
 		h := uint32(2166136261)
-		for _, b := range sockaddrToAddrPort(sa).Addr().As16() {
+		for _, b := range peer.Addr().As16() {
 			h = (h ^ uint32(b)) * 16777619
 		}
 		return s.loops[h%uint32(len(s.loops))]

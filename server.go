@@ -379,7 +379,7 @@ func (c *Conn) drain() {
 // accepted takes a new connection from an acceptor on loop from: it applies
 // the connection limit and the socket options and hands the connection to a
 // loop. Loop goroutine of from.
-func (s *Server) accepted(from *EventLoop, fd int, sa unix.Sockaddr) {
+func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort) {
 	s.stats.accepted.Add(1)
 	if !s.takeSlot() {
 		_ = s.k.Close(fd) // rejected: never registered
@@ -392,16 +392,16 @@ func (s *Server) accepted(from *EventLoop, fd int, sa unix.Sockaddr) {
 	s.setSockopts(fd)
 	l := from
 	if s.acceptLoop != nil && len(s.loops) > 1 {
-		l = s.pick(sa)
+		l = s.pick(peer)
 	} else if s.acceptLoop != nil {
 		l = s.loops[0]
 	}
 	l.numConns.Add(1)
-	c := newConn(l, fd, sa)
+	c := newConn(l, fd, peer)
 	if l == from {
 		c.register()
 	} else {
-		l.Submit(c.register)
+		l.adopt(c)
 	}
 }
 

@@ -142,14 +142,14 @@ func (k *Kernel) closeListenerLocked(l *listener) {
 // readiness again spins, and must do something else (close a spare
 // descriptor, pause accepting). A connection reset while it waited is still
 // returned; its first read reports the reset.
-func (k *Kernel) Accept(fd int) (int, unix.Sockaddr, error) {
+func (k *Kernel) Accept(fd int) (int, netip.AddrPort, error) {
 	k.lock()
 	defer k.unlock()
-	nfd, sa, errno := k.acceptLocked(fd)
-	return nfd, sa, errOf(errno)
+	nfd, peer, errno := k.acceptLocked(fd)
+	return nfd, peer, errOf(errno)
 }
 
-func (k *Kernel) acceptLocked(fd int) (int, unix.Sockaddr, unix.Errno) {
+func (k *Kernel) acceptLocked(fd int) (int, netip.AddrPort, unix.Errno) {
 	f, errno := k.fileLocked(fd)
 	if errno == 0 && f.kind != fileListener {
 		errno = unix.EINVAL
@@ -170,7 +170,7 @@ func (k *Kernel) acceptLocked(fd int) (int, unix.Sockaddr, unix.Errno) {
 	}
 	if errno != 0 {
 		k.recordLocked(Record{Kind: KindAccept, FD: fd, Err: errno})
-		return -1, nil, errno
+		return -1, netip.AddrPort{}, errno
 	}
 	q := f.lis.queue
 	copy(q, q[1:])
@@ -178,7 +178,7 @@ func (k *Kernel) acceptLocked(fd int) (int, unix.Sockaddr, unix.Errno) {
 	f.lis.queue = q[:len(q)-1]
 	e.fd = nfd
 	k.recordLocked(Record{Kind: KindAccept, FD: fd, N: nfd, Client: clientID(e), Text: e.remote.String()})
-	return nfd, sockaddrOf(e.remote), 0
+	return nfd, netip.AddrPortFrom(e.remote.Addr().Unmap(), e.remote.Port()), 0
 }
 
 // Dial connects a new client to addr ("host:port") from the default client

@@ -143,7 +143,7 @@ func (l *echoLoop) accept(conns map[int]bool) {
 		if err := l.p.Add(fd, Read); err != nil {
 			l.errs.add("%v: add: %v", l.p, err)
 		}
-		l.k.Tracef("%v accepted fd %d from port %d", l.p, fd, sa.(*unix.SockaddrInet4).Port)
+		l.k.Tracef("%v accepted fd %d from port %d", l.p, fd, sa.Port())
 	}
 }
 

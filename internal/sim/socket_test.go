@@ -3,6 +3,7 @@ package sim
 import (
 	"io"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -368,7 +369,7 @@ func TestEMFILEOnAcceptKeepsTheConnectionQueued(t *testing.T) {
 	fd, sa, err := k.Accept(lfd)
 	require.NoError(t, err)
 	assert.Equal(t, 5, fd)
-	assert.Equal(t, &unix.SockaddrInet4{Port: 40000, Addr: [4]byte{192, 0, 2, 1}}, sa)
+	assert.Equal(t, netip.MustParseAddrPort("192.0.2.1:40000"), sa)
 	buf := make([]byte, 4)
 	n, err := k.Read(fd, buf)
 	assert.NoError(t, err)
@@ -646,7 +647,7 @@ func TestDialRoutingAndAddresses(t *testing.T) {
 		require.NoError(t, err, tt.to)
 		fd, sa, err := k.Accept(tt.listener)
 		require.NoError(t, err, tt.to)
-		assert.Equal(t, tt.rem, sockaddrString(sa))
+		assert.Equal(t, tt.rem, sa.String())
 		assert.Equal(t, tt.rem, c.LocalAddr().String())
 		assert.Equal(t, tt.local, c.RemoteAddr().String())
 		got, err := k.Getsockname(fd)
