@@ -386,6 +386,13 @@ func (c *Conn) handleRead() {
 	switch {
 	case n > 0:
 		c.touch(false)
+		// Flush what the callback wrote now, while it is hot in the cache,
+		// rather than with the rest at the end of the iteration: with many
+		// ready connections the output of all of them would otherwise pass
+		// through memory before the first write (measured: 1.24x the CPU per
+		// message of the C server at 4 KiB x 1000 connections). c stays on
+		// the flush list, where it costs a lock and finds nothing left.
+		c.flush(false)
 	case err == nil: // read returned 0: the peer shut down its write side
 		c.peerEOF()
 	case err == unix.EAGAIN || err == unix.EINTR:
