@@ -109,10 +109,12 @@ const (
 // synchronise yourself.
 //
 // Output written inside a callback is coalesced and flushed with one write
-// after the callback returns (at the end of the loop iteration); output
-// written from another goroutine is flushed at the end of the loop's next
-// iteration. What the kernel does not take stays buffered, with EventWrite
-// registered only until it drains.
+// after the callback returns: right after OnMessage, while it is hot in the
+// cache; at the end of the loop iteration for the other callbacks, tasks,
+// timers and writes to other connections. Output written from another
+// goroutine is flushed at the end of the loop's next iteration. What the
+// kernel does not take stays buffered, with EventWrite registered only until
+// it drains.
 type Conn struct {
 	ch   channel
 	loop *EventLoop

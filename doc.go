@@ -35,7 +35,8 @@
 // for each ready descriptor look up the channel in its channelMap and let the
 // Conn or acceptor behind it handle the event; run the tasks other goroutines
 // queued with Submit; fire due timers and connection timeouts; then flush,
-// with one write(2) each, the connections that were written to. A
+// with one write(2) each, the connections that were written to (a
+// connection's OnMessage output is flushed as soon as the callback returns). A
 // connection's fresh input is read into a buffer shared by the whole loop and
 // handed to OnMessage; only what the handler leaves unconsumed is copied into
 // a buffer of the connection's own, taken from a pool and returned when
