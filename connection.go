@@ -294,11 +294,7 @@ func (c *Conn) register() {
 	if l.draining {
 		// Accepted just before the server began shutting down: open and
 		// close it in order, so OnOpen and OnClose still pair.
-		c.stopRead = true
-		c.mu.Lock()
-		c.wclosed = true
-		c.closeReq = true
-		c.queueLocked()
+		c.drain()
 	}
 	if d := l.srv.cfg.idleTimeout; d > 0 {
 		c.setTimeout(idleTimeout, d)
