@@ -74,6 +74,19 @@ func (tl *timeoutList) pushBack(c *Conn) {
 	tl.tail = c
 }
 
+// moveToBack records activity of c, which is on tl. A link already active
+// in this iteration stays where it is: every link of the pending run gets
+// the same stamp, so their order among themselves does not matter, and a
+// connection read from and written to in one iteration moves once, not
+// twice.
+func (tl *timeoutList) moveToBack(c *Conn) {
+	if c.tmo.link[tl.kind].since == stampPending {
+		return
+	}
+	tl.remove(c)
+	tl.pushBack(c)
+}
+
 func (tl *timeoutList) remove(c *Conn) {
 	ln := &c.tmo.link[tl.kind]
 	if tl.pending == c {
@@ -213,17 +226,11 @@ func (c *Conn) touch(wrote bool) {
 	if t == nil {
 		return
 	}
-	if ln := &t.link[idleTimeout]; ln.list != nil {
-		tl := ln.list
-		tl.remove(c)
-		tl.pushBack(c)
+	if tl := t.link[idleTimeout].list; tl != nil {
+		tl.moveToBack(c)
 	}
-	if wrote {
-		if ln := &t.link[writeTimeout]; ln.list != nil {
-			tl := ln.list
-			tl.remove(c)
-			tl.pushBack(c)
-		}
+	if tl := t.link[writeTimeout].list; wrote && tl != nil {
+		tl.moveToBack(c)
 	}
 }
 
