@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"unsafe"
@@ -328,7 +329,10 @@ func (b *Buffer) makeRoom(front, back int, src []byte) {
 		// only a little is left over; doubling its size would be waste.
 		size = max(size, 2*len(b.buf))
 	}
-	if b.limit > 0 {
+	if b.limit > 0 && b.limit <= math.MaxInt-prependSize {
+		// (A limit so large that adding the prepend space overflows is
+		// no limit on the storage: without the check the sum would wrap
+		// negative and every growth would be an exact fit, quadratic.)
 		size = min(size, prependSize+b.limit)
 	}
 	size = max(size, need)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -1088,4 +1089,29 @@ func byteSize(n int) string {
 		return strconv.Itoa(n/1024) + "KiB"
 	}
 	return strconv.Itoa(n) + "B"
+}
+
+// A limit so large that limit+prependSize overflows (SetLimit(math.MaxInt),
+// a natural way to say "no limit") must not change how the storage grows:
+// the sum once wrapped negative, every growth became an exact fit, and
+// writing 8 MiB in 4 KiB pieces took over a thousand reallocations instead
+// of a dozen.
+func TestBufferHugeLimitGrowsByDoubling(t *testing.T) {
+	growths := func(limit int) int {
+		b := NewBuffer(limit)
+		chunk := make([]byte, 4<<10)
+		n, last := 0, (*byte)(nil)
+		for range (8 << 20) / len(chunk) {
+			_, err := b.Write(chunk)
+			require.NoError(t, err)
+			if p := storage(b); p != last {
+				n, last = n+1, p
+			}
+		}
+		return n
+	}
+	unlimited := growths(0)
+	assert.LessOrEqual(t, unlimited, 20)
+	assert.Equal(t, unlimited, growths(math.MaxInt))
+	assert.Equal(t, unlimited, growths(math.MaxInt-prependSize+1))
 }
