@@ -75,34 +75,48 @@ func (a *acceptor) handleEvent(Events) {
 			a.srv.accepted(a.loop, fd, peer)
 		case unix.EAGAIN:
 			return
-		case unix.EINTR, unix.ECONNABORTED:
-			// The peer gave up before we accepted, or a signal: try the next.
+		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO,
+			unix.ENETDOWN, unix.ENONET, unix.EHOSTDOWN, unix.EHOSTUNREACH,
+			unix.ENETUNREACH, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
+			// A signal, or a failure of that one connection: the peer gave
+			// up, a firewall rule refused it (EPERM), or a network error
+			// that Linux passes on from the new socket, which accept(2)
+			// says to treat like EAGAIN. Go on with the next one.
+			if err != unix.EINTR && err != unix.ECONNABORTED {
+				a.srv.stats.acceptErrors.Add(1)
+				a.loop.log.Debug("reactor: accept: connection failed", "addr", a.srv.Addr(), "err", err)
+			}
 		case unix.EMFILE, unix.ENFILE:
-			a.pause(err)
+			a.srv.stats.fdExhausted.Add(1)
+			a.pause(err, "out of file descriptors")
 			return
 		default:
-			// ENOBUFS, ENOMEM, EPERM (firewall) and the like: the connection
-			// is lost, the listener is fine. Log and carry on with the next
-			// readiness event rather than spin here.
-			a.loop.log.Error("reactor: accept failed", "addr", a.srv.Addr(), "err", err)
+			// ENOBUFS, ENOMEM (the kernel short of memory) and anything
+			// unknown. The listener is fine, but a shortage does not end
+			// within one iteration: retrying at once would spin the loop
+			// and log a line per iteration. Back off as for descriptor
+			// exhaustion.
 			a.srv.stats.acceptErrors.Add(1)
+			a.pause(err, "accept failing")
 			return
 		}
 	}
 }
 
-// pause stops accepting after descriptor exhaustion. With level-triggered
-// readiness a full listen queue would otherwise report the listener as
-// readable on every iteration and spin the loop at 100 % CPU. The pending
-// connections stay in the kernel's queue; accepting resumes after a back-off,
-// or earlier when one of the server's connections closes.
-func (a *acceptor) pause(err error) {
+// pause stops accepting after a failure that retrying at once would only
+// repeat: descriptor exhaustion (EMFILE, ENFILE) or a shortage of kernel
+// memory (ENOBUFS, ENOMEM). With level-triggered readiness a non-empty listen
+// queue would otherwise report the listener as readable on every iteration
+// and spin the loop at 100 % CPU. The pending connections stay in the
+// kernel's queue; accepting resumes after a back-off, or earlier when one of
+// the server's connections closes. An episode is logged once, when it
+// begins, and once when accepting works again.
+func (a *acceptor) pause(err error, what string) {
 	if !a.episode {
 		a.episode = true
-		a.loop.log.Warn("reactor: out of file descriptors; pausing accept",
+		a.loop.log.Warn("reactor: "+what+"; pausing accept",
 			"addr", a.srv.Addr(), "err", err, "open", a.srv.stats.open.Load())
 	}
-	a.srv.stats.fdExhausted.Add(1)
 	a.paused = true
 	a.pausedNow.Store(true)
 	a.setInterest(0)
