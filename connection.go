@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,11 +94,59 @@ type WatermarkHandler interface {
 	OnLowWater(c *Conn, buffered int)
 }
 
+// HalfCloseHandler is an optional interface a Handler may implement to keep
+// writing to a peer that has shut down its write side: a client that sends
+// its request and then shutdown(SHUT_WR), as nc -N and many RPC and HTTP/1.0
+// clients do, while the reply is computed on another goroutine.
+//
+// Without it, the peer's EOF ends the connection as soon as the output
+// written before and during the last OnMessage has been flushed. With it,
+// OnHalfClose runs once, on the loop, after that last OnMessage, and the
+// connection stays open for writing until the handler calls Close or
+// CloseWrite (either then closes it once the output is flushed). Idle and
+// write timeouts still apply, and a reset by the peer still ends it with an
+// error. OnHalfClose is not called when the handler had already called Close
+// or CloseWrite.
+type HalfCloseHandler interface {
+	OnHalfClose(c *Conn)
+}
+
+// ShutdownHandler is an optional interface a Handler may implement to learn
+// that a graceful Server.Shutdown has begun, so that it can end each
+// connection at a clean point: an HTTP server answers the request it is on
+// with "Connection: close" and then closes, instead of having the request
+// dropped.
+//
+// Without it, Shutdown stops reading from every connection at once, flushes
+// its output and closes it. With it, OnShutdown runs once for every open
+// connection, on its loop (also for one that opens while the shutdown is
+// under way, right after its OnOpen), and the connection goes on being
+// served, reading included, until the handler calls Close or CloseWrite:
+// calling Close in OnShutdown closes it at once, after its output. A
+// connection the handler never closes holds the shutdown until its context
+// ends, when Shutdown closes everything left.
+type ShutdownHandler interface {
+	OnShutdown(c *Conn)
+}
+
 // Conn states, owned by the loop.
 const (
 	connNew    uint8 = iota // created by the acceptor, not yet registered
 	connOpen                // registered; OnOpen has run
+	connLinger              // closing: output flushed, FIN sent, input read and discarded until the peer's EOF
 	connClosed              // OnClose has run; the descriptor is closed
+)
+
+// Bits of Conn.shared. They are written only with Conn.mu held, so that a
+// bit and the output it concerns change together, and read with an atomic
+// load from anywhere: the loop checks closeRequested on every read without
+// taking the lock.
+const (
+	sharedWClosed     uint32 = 1 << iota // no more writes: Close, CloseWrite or the end of the connection
+	sharedCloseReq                       // Close was called: close once the output is flushed
+	sharedShutReq                        // CloseWrite was called: FIN once the output is flushed
+	sharedFlushQueued                    // c is on its loop's flush list
+	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
 )
 
 // Conn is one TCP connection served by an event loop.
@@ -122,29 +171,27 @@ type Conn struct {
 	// Owned by the loop goroutine.
 	in    *Buffer // unconsumed input; nil while there is none
 	ctx   any
-	tmo   *connTimeouts // nil unless the connection has a timeout
+	tmo   *connTimeouts // nil unless the connection has a timeout or lingers
 	raddr [16]byte      // the peer's IP, IPv4 as IPv4-mapped IPv6 (see peer)
 	rport uint16
 
 	state    uint8
 	eof      bool // the peer shut down its write side
-	stopRead bool // Close was requested or the server is draining: read no more
+	stopRead bool // the server is draining: read no more
 	paused   bool // output above the high-water mark: reading paused
 	waitW    bool // the kernel buffer was full: EventWrite registered
 	shutDone bool // shutdown(SHUT_WR) has been done
-	drained  bool // closed by the server's graceful shutdown
+	drained  bool // closed because of the server's graceful shutdown
+	keepOpen bool // the peer's EOF came and a HalfCloseHandler keeps the connection open
+	notified bool // OnShutdown has run
 
-	// Shared: guarded by mu. (The fields are ordered so that the struct
-	// fits the allocator's 128-byte size class: every byte of a Conn is paid
-	// once per idle connection.)
-	wclosed     bool // no more writes: Close, CloseWrite or the end of the connection
-	closeReq    bool // Close was called: close once the output is flushed
-	shutReq     bool // CloseWrite was called: FIN once the output is flushed
-	flushQueued bool // c is on its loop's flush list
-	fdClosed    bool // the descriptor has been closed (its number may be reused)
-	mu          sync.Mutex
-	out         *Buffer // output not yet taken by the kernel; nil while empty
-	nextFlush   *Conn   // link in the loop's flush list (see EventLoop.queueFlush)
+	// Shared. (The fields are ordered so that the struct fits the
+	// allocator's 128-byte size class: every byte of a Conn is paid once per
+	// idle connection.)
+	shared    atomic.Uint32 // shared* bits; written with mu held, read atomically
+	mu        sync.Mutex    // guards out and nextFlush, and orders changes to shared
+	out       *Buffer       // output not yet taken by the kernel; nil while empty
+	nextFlush *Conn         // link in the loop's flush list (see EventLoop.queueFlush)
 }
 
 func newConn(l *EventLoop, fd int, peer netip.AddrPort) *Conn {
@@ -152,6 +199,15 @@ func newConn(l *EventLoop, fd int, peer netip.AddrPort) *Conn {
 	c.ch = channel{fd: fd, handler: c}
 	return c
 }
+
+// has reports whether the shared bit is set. Safe from any goroutine.
+func (c *Conn) has(bit uint32) bool { return c.shared.Load()&bit != 0 }
+
+// setLocked sets shared bits; c.mu must be held.
+func (c *Conn) setLocked(bits uint32) { c.shared.Store(c.shared.Load() | bits) }
+
+// clearLocked clears shared bits; c.mu must be held.
+func (c *Conn) clearLocked(bits uint32) { c.shared.Store(c.shared.Load() &^ bits) }
 
 // peer returns the peer's address. The zone of a link-local IPv6 peer is
 // not kept.
@@ -180,8 +236,8 @@ func (c *Conn) LocalAddr() net.Addr {
 	defer c.mu.Unlock()
 	// Under mu the descriptor cannot be closed (and its number reused by
 	// another connection) between the check and the getsockname: closeNow
-	// sets fdClosed under mu before it closes the descriptor.
-	if !c.fdClosed {
+	// sets sharedFDClosed under mu before it closes the descriptor.
+	if !c.has(sharedFDClosed) {
 		if sa, err := c.loop.k.Getsockname(c.ch.fd); err == nil {
 			return net.TCPAddrFromAddrPort(sockaddrToAddrPort(sa))
 		}
@@ -211,7 +267,7 @@ func (c *Conn) Buffered() int {
 // order. Safe from any goroutine.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.wclosed {
+	if c.has(sharedWClosed) {
 		c.mu.Unlock()
 		return 0, ErrConnClosed
 	}
@@ -223,26 +279,26 @@ func (c *Conn) Write(p []byte) (int, error) {
 		c.out = getBuffer()
 	}
 	_, _ = c.out.Write(p) // pooled buffers have no limit: cannot fail
-	queue := !c.flushQueued
-	c.flushQueued = true
-	c.mu.Unlock()
-	if queue {
-		c.loop.queueFlush(c)
-	}
+	c.queueLocked()
 	return len(p), nil
 }
 
-// Close closes the connection once its pending output has been flushed; no
-// OnMessage follows a Close made from a callback. It returns ErrConnClosed if
+// Close closes the connection once its pending output has been flushed. No
+// OnMessage follows a Close made on the connection's loop (in a callback, a
+// task or a timer), and none follows one made elsewhere once the loop has
+// seen it. The close is lingering: after the flush the connection sends FIN,
+// then reads and discards what the peer still sends until the peer's EOF or
+// the linger ends (see WithLingerTimeout), and only then closes the socket
+// and runs OnClose, so that unread input cannot make the kernel reset the
+// connection and drop output still on its way. It returns ErrConnClosed if
 // the connection is already closed or closing. Safe from any goroutine.
 func (c *Conn) Close() error {
 	c.mu.Lock()
-	if c.closeReq {
+	if c.has(sharedCloseReq) {
 		c.mu.Unlock()
 		return ErrConnClosed
 	}
-	c.wclosed = true
-	c.closeReq = true
+	c.setLocked(sharedWClosed | sharedCloseReq)
 	c.queueLocked()
 	return nil
 }
@@ -253,12 +309,11 @@ func (c *Conn) Close() error {
 // goroutine.
 func (c *Conn) CloseWrite() error {
 	c.mu.Lock()
-	if c.wclosed {
+	if c.has(sharedWClosed) {
 		c.mu.Unlock()
 		return ErrConnClosed
 	}
-	c.wclosed = true
-	c.shutReq = true
+	c.setLocked(sharedWClosed | sharedShutReq)
 	c.queueLocked()
 	return nil
 }
@@ -266,12 +321,22 @@ func (c *Conn) CloseWrite() error {
 // queueLocked puts c on its loop's flush list unless it is there already,
 // and unlocks mu.
 func (c *Conn) queueLocked() {
-	queue := !c.flushQueued
-	c.flushQueued = true
+	queue := !c.has(sharedFlushQueued)
+	if queue {
+		c.setLocked(sharedFlushQueued)
+	}
 	c.mu.Unlock()
 	if queue {
 		c.loop.queueFlush(c)
 	}
+}
+
+// requestClose asks for a close once the output is flushed, as Close does,
+// without failing when one was asked for already. Loop goroutine.
+func (c *Conn) requestClose() {
+	c.mu.Lock()
+	c.setLocked(sharedWClosed | sharedCloseReq)
+	c.queueLocked()
 }
 
 // register adds the connection to its loop and runs OnOpen. Loop goroutine.
@@ -291,11 +356,6 @@ func (c *Conn) register() {
 	l.channels.set(c.ch.fd, &c.ch)
 	c.state = connOpen
 	l.conns++
-	if l.draining {
-		// Accepted just before the server began shutting down: open and
-		// close it in order, so OnOpen and OnClose still pair.
-		c.drain()
-	}
 	if d := l.srv.cfg.idleTimeout; d > 0 {
 		c.setTimeout(idleTimeout, d)
 	}
@@ -308,12 +368,35 @@ func (c *Conn) register() {
 	l.current = c
 	l.srv.handler.OnOpen(c)
 	l.current = nil
+	if l.draining && c.state == connOpen {
+		// Accepted just before the server began shutting down: it opens,
+		// and then closes (or its handler is told) like the others, so
+		// that OnOpen and OnClose still pair.
+		c.drain()
+	}
 }
 
 // handleEvent is called by the loop when the descriptor is ready.
 func (c *Conn) handleEvent(ev Events) {
-	if ev&EventRead != 0 && c.canRead() {
-		c.handleRead()
+	switch c.state {
+	case connOpen:
+	case connLinger:
+		c.lingerRead()
+		return
+	default:
+		return
+	}
+	if ev&EventRead != 0 {
+		switch {
+		case c.canRead():
+			c.handleRead()
+		case c.eof && c.ch.interest&EventRead == 0:
+			// After the peer's EOF, readiness for reading that was not
+			// asked for is a failure (EPOLLERR, EPOLLHUP). With no
+			// output to write nothing else would notice it, and a
+			// level-triggered backend would report it forever.
+			c.readFailure()
+		}
 	}
 	if ev&EventWrite != 0 && c.state == connOpen {
 		c.waitW = false
@@ -321,8 +404,12 @@ func (c *Conn) handleEvent(ev Events) {
 	}
 }
 
+// canRead reports whether the connection reads: it is open, the peer has
+// not finished, and neither backpressure, a drain nor a requested Close
+// stops it. The last is read atomically, so that a Close made anywhere stops
+// OnMessage as soon as the loop sees it, before the close is carried out.
 func (c *Conn) canRead() bool {
-	return c.state == connOpen && !c.eof && !c.stopRead && !c.paused
+	return c.state == connOpen && !c.eof && !c.stopRead && !c.paused && !c.has(sharedCloseReq)
 }
 
 // handleRead reads once (the loop is level-triggered: what is left is
@@ -335,8 +422,14 @@ func (c *Conn) canRead() bool {
 // buffer at all. A connection with leftover input reads with readv into its
 // buffer's free space and the shared buffer, so its buffer need not be large
 // in advance.
+//
+// WithMaxInputSize is enforced here, by count, not through the Buffer's
+// limit: a handler may call SetLimit on the Buffer it is given, and that
+// must neither lift the server's limit nor stay on the loop's shared buffer
+// for the next connection.
 func (c *Conn) handleRead() {
 	l := c.loop
+	maxIn := l.srv.cfg.maxInputSize
 	var n int
 	var err error
 	if c.in == nil {
@@ -347,17 +440,20 @@ func (c *Conn) handleRead() {
 			l.bytesRead(n)
 			l.inView.borrow(l.readBuf[:n])
 			c.deliver(&l.inView)
-			if rest := l.inView.Len(); rest > 0 && c.state == connOpen {
-				c.in = getBuffer()
-				c.in.SetLimit(l.srv.cfg.maxInputSize)
-				if _, werr := c.in.Write(l.inView.Bytes()); werr != nil {
+			rest := l.inView.Len()
+			if rest > 0 && c.state == connOpen {
+				if maxIn > 0 && rest > maxIn {
+					l.resetInView()
 					c.closeNow(fmt.Errorf("%w: %d bytes unconsumed", ErrInputTooLarge, rest))
 					return
 				}
+				c.in = getBuffer()
+				_, _ = c.in.Write(l.inView.Bytes()) // a pooled buffer has no limit
 			}
-			l.inView.borrow(nil)
+			l.resetInView()
 		}
 	} else {
+		c.in.SetLimit(maxIn) // whatever the handler set
 		n, err = c.in.readFD(l.k, c.ch.fd, l.readBuf, l.iov)
 		if errors.Is(err, ErrBufferFull) {
 			// The unconsumed input is exactly at the limit. Only a byte
@@ -401,6 +497,28 @@ func (c *Conn) handleRead() {
 	}
 }
 
+// resetInView lets go of the bytes lent to the loop's input view and of any
+// limit a handler set on it.
+func (l *EventLoop) resetInView() {
+	l.inView.borrow(nil)
+	l.inView.SetLimit(0)
+}
+
+// readFailure learns why a connection whose peer has finished was reported
+// readable: a read after EOF returns the pending error (a reset), or 0 when
+// both directions are finished. Either way the connection ends.
+func (c *Conn) readFailure() {
+	l := c.loop
+	_, err := l.k.Read(c.ch.fd, l.readBuf[:1])
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR:
+	case err != nil:
+		c.closeNow(c.opError("read", err))
+	default:
+		c.closeNow(nil)
+	}
+}
+
 // deliver runs OnMessage with in.
 func (c *Conn) deliver(in *Buffer) {
 	if c.state != connOpen {
@@ -417,13 +535,26 @@ func (c *Conn) deliver(in *Buffer) {
 
 // peerEOF handles the peer's FIN: no more input will come. Output written
 // before and during the last OnMessage is still flushed; then the
-// connection closes and OnClose(c, nil) runs.
+// connection closes and OnClose(c, nil) runs, unless a HalfCloseHandler
+// keeps it open for writing.
 func (c *Conn) peerEOF() {
 	c.eof = true
-	c.mu.Lock()
-	c.wclosed = true
-	c.closeReq = true
-	c.queueLocked()
+	l := c.loop
+	if hh, ok := l.srv.handler.(HalfCloseHandler); ok && !c.has(sharedWClosed) {
+		c.keepOpen = true
+		c.updateInterest()
+		if c.state != connOpen {
+			return
+		}
+		if l.tracing {
+			l.trace("OnHalfClose fd=%d", c.ch.fd)
+		}
+		l.current = c
+		hh.OnHalfClose(c)
+		l.current = nil
+		return
+	}
+	c.requestClose()
 	c.updateInterest()
 }
 
@@ -433,15 +564,15 @@ func (c *Conn) peerEOF() {
 // Loop goroutine.
 //
 // listed says the caller took c off the loop's flush list (flushAll): only
-// then may flushQueued be cleared. A flush for EventWrite must leave it
-// alone, because c may still be on the list: clearing it would let the next
-// Write push c a second time, overwriting its link and losing every
+// then may sharedFlushQueued be cleared. A flush for EventWrite must leave
+// it alone, because c may still be on the list: clearing it would let the
+// next Write push c a second time, overwriting its link and losing every
 // connection queued before it (found by the simulation's property tests).
 func (c *Conn) flush(listed bool) {
 	l := c.loop
 	c.mu.Lock()
 	if listed {
-		c.flushQueued = false
+		c.clearLocked(sharedFlushQueued)
 	}
 	if c.state != connOpen {
 		c.mu.Unlock()
@@ -460,7 +591,6 @@ func (c *Conn) flush(listed bool) {
 			c.out = nil
 		}
 	}
-	closeReq, shutReq := c.closeReq, c.shutReq
 	c.mu.Unlock()
 
 	if n > 0 {
@@ -474,9 +604,6 @@ func (c *Conn) flush(listed bool) {
 	if pending > 0 {
 		c.waitW = true
 		c.writePending(true)
-		if closeReq {
-			c.stopRead = true
-		}
 		c.checkHighWater(pending)
 		c.updateInterest()
 		return
@@ -486,26 +613,50 @@ func (c *Conn) flush(listed bool) {
 	if c.paused {
 		c.resume(pending)
 	}
-	if n > 0 {
+	if n > 0 && c.state == connOpen {
 		if l.tracing {
 			l.trace("OnWriteComplete fd=%d", c.ch.fd)
 		}
 		l.current = c
 		l.srv.handler.OnWriteComplete(c)
 		l.current = nil
-		if c.state != connOpen {
-			return
-		}
 	}
-	if shutReq && !c.shutDone {
+	if c.state != connOpen {
+		return
+	}
+	c.finishFlushed()
+}
+
+// finishFlushed carries out a CloseWrite or Close once the output is empty.
+// The requests are read after the callbacks that flush runs, which may make
+// them (a Close in OnWriteComplete or OnLowWater is carried out now, before
+// the next read); if a callback wrote more, it is flushed first, by the
+// flush that its Write queued.
+func (c *Conn) finishFlushed() {
+	l := c.loop
+	c.mu.Lock()
+	s := c.shared.Load()
+	empty := c.out == nil
+	c.mu.Unlock()
+	if !empty {
+		c.updateInterest()
+		return
+	}
+	if s&sharedShutReq != 0 && !c.shutDone {
 		c.shutDone = true
 		if err := l.k.Shutdown(c.ch.fd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
 			c.closeNow(c.opError("shutdown", err))
 			return
 		}
+		if c.eof {
+			// Both directions are finished: nothing is left to read or
+			// write.
+			c.closeNow(nil)
+			return
+		}
 	}
-	if closeReq {
-		c.closeNow(nil)
+	if s&sharedCloseReq != 0 {
+		c.closeFlushed()
 		return
 	}
 	c.updateInterest()
@@ -556,14 +707,127 @@ func (c *Conn) updateInterest() {
 	if c.waitW {
 		want |= EventWrite
 	}
+	c.setInterest(want)
+}
+
+// setInterest changes the interest registered with the Dispatcher, ending
+// the connection if that fails.
+func (c *Conn) setInterest(want Events) {
 	if want == c.ch.interest {
 		return
 	}
 	if err := c.loop.d.Modify(c.ch.fd, want); err != nil {
-		c.closeNow(err)
+		c.closeNow(c.opError("epoll_ctl", err))
 		return
 	}
 	c.ch.interest = want
+}
+
+// closeFlushed ends a connection whose Close was asked for, now that its
+// output has been flushed. After the peer's EOF nothing more can arrive, so
+// it closes at once; otherwise it lingers (see linger).
+func (c *Conn) closeFlushed() {
+	if c.eof || c.loop.srv.cfg.lingerTimeout == 0 {
+		c.closeNow(nil)
+		return
+	}
+	c.linger()
+}
+
+// linger starts the lingering close that every orderly close by our side
+// ends with, as nginx's lingering_close and net/http's closeWriteAndWait
+// do. Closing a socket that still has unread input makes Linux send RST
+// instead of FIN (RFC 2525, section 2.17; tcp_close in net/ipv4/tcp.c), and
+// the RST makes the peer's kernel drop whatever of our output it has not yet
+// received: a client that pipelined its next request behind the one we
+// answered, or that is still sending when we close, would lose the end of
+// the reply. So the connection sends FIN (shutdown(SHUT_WR)) once its output
+// is flushed, then reads and discards what the peer still sends until the
+// peer's EOF, which says it has read everything up to our FIN, and only then
+// closes the descriptor and runs OnClose.
+//
+// The linger is bounded: by the server's linger timeout (WithLingerTimeout),
+// after which the connection is closed as it stands, and by LingerMaxBytes
+// of discarded input, beyond which the peer is taken to be flooding and the
+// connection is reset (ErrInputTooLarge). While it lingers a connection
+// holds no buffer, only its descriptor and its place in the linger list; it
+// still counts as open (WithMaxConns, Stats.Open), Server.Close closes it at
+// once, and Shutdown waits for it within its context.
+func (c *Conn) linger() {
+	l := c.loop
+	if !c.shutDone {
+		c.shutDone = true
+		// ENOTCONN: the connection was reset meanwhile; the read below
+		// reports the reset.
+		if err := l.k.Shutdown(c.ch.fd, unix.SHUT_WR); err != nil && err != unix.ENOTCONN {
+			c.closeNow(c.opError("shutdown", err))
+			return
+		}
+	}
+	if c.in != nil {
+		putBuffer(c.in) // the handler asked to close: its unread input goes
+		c.in = nil
+	}
+	c.untrack()
+	c.setInterest(EventRead)
+	if c.state != connOpen {
+		return
+	}
+	c.state = connLinger
+	c.startLinger(c.loop.srv.cfg.lingerTimeout)
+	if l.tracing {
+		l.trace("linger fd=%d", c.ch.fd)
+	}
+}
+
+// lingerRead reads and discards what a lingering connection's peer sends,
+// and closes the connection at the peer's EOF or on an error.
+func (c *Conn) lingerRead() {
+	l := c.loop
+	n, err := l.k.Read(c.ch.fd, l.readBuf)
+	switch {
+	case n > 0:
+		c.lingerCount(n)
+	case err == nil: // the peer's EOF: it has read up to our FIN
+		c.closeNow(nil)
+	case err == unix.EAGAIN || err == unix.EINTR:
+	default:
+		c.closeNow(c.opError("read", err))
+	}
+}
+
+// lingerExpired closes a connection whose linger timed out without the
+// peer's EOF. It first reads what has arrived (a close with unread input
+// would reset the connection and drop output the peer has not yet
+// received), then closes: output still queued in the kernel is then sent
+// by the kernel, after the close.
+func (c *Conn) lingerExpired() {
+	l := c.loop
+	bump(&l.stats.lingerExpired, 1)
+	for c.state == connLinger {
+		n, err := l.k.Read(c.ch.fd, l.readBuf)
+		if n > 0 {
+			c.lingerCount(n)
+			continue
+		}
+		switch {
+		case err == nil:
+			c.closeNow(nil)
+		case err == unix.EAGAIN || err == unix.EINTR:
+			c.closeNow(nil)
+		default:
+			c.closeNow(c.opError("read", err))
+		}
+	}
+}
+
+// lingerCount counts n discarded bytes, resetting a peer that sends more
+// than LingerMaxBytes after our close.
+func (c *Conn) lingerCount(n int) {
+	c.loop.bytesRead(n)
+	if c.tmo.lingered += n; c.tmo.lingered > LingerMaxBytes {
+		c.closeNow(fmt.Errorf("%w: more than %d bytes read while lingering", ErrInputTooLarge, LingerMaxBytes))
+	}
 }
 
 // closeNow ends the connection at once: its buffers are released, it leaves
@@ -574,12 +838,11 @@ func (c *Conn) closeNow(err error) {
 	if c.state == connClosed {
 		return
 	}
-	wasOpen := c.state == connOpen
+	registered := c.state == connOpen || c.state == connLinger
 	c.state = connClosed
 	l := c.loop
 	c.mu.Lock()
-	c.wclosed = true
-	c.closeReq = true
+	c.setLocked(sharedWClosed | sharedCloseReq)
 	if out := c.out; out != nil {
 		if out.Len() > 0 && err == nil {
 			err = fmt.Errorf("%w: %d bytes of output not flushed", ErrServerClosed, out.Len())
@@ -594,7 +857,7 @@ func (c *Conn) closeNow(err error) {
 	}
 	c.untrack()
 	fd := c.ch.fd
-	if wasOpen {
+	if registered {
 		if derr := l.d.Delete(fd); derr != nil && !errors.Is(derr, ErrDispatcherClosed) {
 			l.log.Error("reactor: deregistering connection", "loop", l.name, "fd", fd, "err", derr)
 		}
@@ -606,14 +869,14 @@ func (c *Conn) closeNow(err error) {
 	// deferred so a panicking OnClose cannot leak it.
 	defer func() {
 		c.mu.Lock()
-		c.fdClosed = true
+		c.setLocked(sharedFDClosed)
 		c.mu.Unlock()
 		_ = l.k.Close(fd) // nothing useful to do if close fails: the fd is gone either way
 		if l.srv != nil {
 			l.srv.connGone()
 		}
 	}()
-	if wasOpen {
+	if registered {
 		l.countClose(c, err)
 		l.current = nil
 		c.callOnClose(err)
@@ -637,14 +900,20 @@ func (c *Conn) callOnClose(err error) {
 	l.srv.handler.OnClose(c, err)
 }
 
-// opError wraps a syscall error as net.OpError does, with the addresses.
+// opError wraps a syscall error as net.OpError does, with the connection's
+// two addresses. An error that is already a *os.SyscallError (the
+// Dispatcher wraps its own) is not wrapped twice.
 func (c *Conn) opError(op string, err error) error {
+	var se *os.SyscallError
+	if !errors.As(err, &se) {
+		err = os.NewSyscallError(op, err)
+	}
 	return &net.OpError{
 		Op:     op,
 		Net:    "tcp",
-		Source: c.loop.srv.Addr(),
+		Source: c.LocalAddr(),
 		Addr:   c.RemoteAddr(),
-		Err:    os.NewSyscallError(op, err),
+		Err:    err,
 	}
 }
 

@@ -111,10 +111,13 @@ func (d *mockDispatcher) Close() error {
 // runUntil drives a stepped simulation until done holds or cancel is
 // closed (then it returns false). A Server waiting for its loops in
 // Shutdown or Close calls it: over a stepped simulation the loops only run
-// when driven. Over a free-running kernel there is nothing to drive.
-func (d *mockDispatcher) runUntil(done func() bool, cancel <-chan struct{}) bool {
+// when driven. While nothing else can happen it lets virtual time pass up
+// to horizon, as real time passes while a real server waits (the linger of
+// a connection whose peer never closes ends by its timeout). Over a
+// free-running kernel there is nothing to drive.
+func (d *mockDispatcher) runUntil(done func() bool, cancel <-chan struct{}, horizon time.Duration) bool {
 	if !d.k.Stepped() {
 		return true
 	}
-	return d.k.RunUntil(done, cancel)
+	return d.k.RunUntilAt(done, cancel, horizon)
 }

@@ -26,6 +26,18 @@ var (
 	// ErrHandlerPanic ends a connection whose handler panicked; the error
 	// OnClose receives also carries the panic value.
 	ErrHandlerPanic = errors.New("reactor: handler panicked")
-	// ErrLoopStopped is returned by Run on a loop that was already stopped.
+	// ErrLoopStopped is returned by Run on a loop that was already stopped,
+	// and by Submit on a loop that has stopped (the task will never run).
 	ErrLoopStopped = errors.New("reactor: event loop stopped")
+	// ErrServerLoop is returned by EventLoop.Stop on a loop that belongs to a
+	// Server: the server stops its loops (Shutdown, Close).
+	ErrServerLoop = errors.New("reactor: event loop belongs to a server; use Server.Shutdown or Server.Close")
+	// ErrServerRunning is returned by Serve on a server that is already
+	// serving.
+	ErrServerRunning = errors.New("reactor: server already serving")
+	// ErrInLoop is returned by Server.Shutdown and Server.Close when called
+	// on one of the server's own event loops (from a Handler callback, a
+	// task or a timer): the stop has begun, but it cannot be waited for on
+	// the loop it has to stop. Serve returns once it is done.
+	ErrInLoop = errors.New("reactor: called on the server's own event loop: stop begun, not waited for")
 )

@@ -34,7 +34,10 @@ func kvHandler() reactor.Handler {
 // no sockets, no sleeps, the same output on every run. The injected fault
 // cuts the server's first read short, so the last line arrives in two
 // pieces and the handler must wait for the rest; the trace shows the two
-// reads and what OnMessage was given each time.
+// reads and what OnMessage was given each time. The shutdown's close
+// lingers for the client's EOF; this client never closes, so after the
+// linger timeout (5 s of virtual time, which stop lets pass) the server
+// reads once more, finds nothing, and closes.
 func ExampleSim() {
 	s := reactor.NewSim(1) // the seed: the same run every time
 	srv, _ := reactor.NewServer("127.0.0.1:6379", kvHandler(),
@@ -59,4 +62,5 @@ func ExampleSim() {
 	// 000012 0s note loop 0: OnMessage fd=5 in=37
 	// 000016 0s read fd=5 n=3
 	// 000017 0s note loop 0: OnMessage fd=5 in=7
+	// 000027 5s read fd=5 EAGAIN
 }

@@ -6,9 +6,11 @@
 package reactor
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 	"runtime"
+	"strconv"
 )
 
 // LoadBalancer chooses the event loop that serves a new connection.
@@ -80,4 +82,27 @@ func (s *Server) pick(peer netip.AddrPort) *EventLoop {
 	l := s.loops[s.rr%len(s.loops)]
 	s.rr++
 	return l
+}
+
+// goroutineID returns the calling goroutine's number, as the runtime prints
+// it in a stack trace ("goroutine 42 [running]:"). Go gives goroutines no
+// identity on purpose; the server needs one for a single question, whether
+// Shutdown or Close was called from one of its own loops (which they could
+// not wait for), and a stack header answers it without any cost elsewhere.
+// It returns 0 if the header cannot be read.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return id
 }

@@ -28,6 +28,7 @@ type config struct {
 	maxConns       int
 	idleTimeout    time.Duration
 	writeTimeout   time.Duration
+	lingerTimeout  time.Duration
 	lockOSThread   bool
 	recoverPanics  bool
 	backlog        int
@@ -40,6 +41,11 @@ const (
 	DefaultReadBufferSize = defaultReadBufferSize
 	DefaultHighWaterMark  = 4 << 20
 	DefaultMaxInputSize   = 4 << 20
+	DefaultLingerTimeout  = 5 * time.Second
+	// LingerMaxBytes is how much input a lingering connection reads and
+	// discards before it gives up on the peer's EOF and resets the
+	// connection (see WithLingerTimeout).
+	LingerMaxBytes = 4 << 20
 )
 
 func defaultConfig() config {
@@ -52,6 +58,7 @@ func defaultConfig() config {
 		readBufferSize: DefaultReadBufferSize,
 		highWaterMark:  DefaultHighWaterMark,
 		maxInputSize:   DefaultMaxInputSize,
+		lingerTimeout:  DefaultLingerTimeout,
 		recoverPanics:  true,
 		logger:         slog.Default(),
 	}
@@ -83,6 +90,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithIdleTimeout(%v): must be >= 0", c.idleTimeout)
 	case c.writeTimeout < 0:
 		return fmt.Errorf("reactor: WithWriteTimeout(%v): must be >= 0", c.writeTimeout)
+	case c.lingerTimeout < 0:
+		return fmt.Errorf("reactor: WithLingerTimeout(%v): must be >= 0", c.lingerTimeout)
 	case c.backlog < 0:
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
@@ -157,6 +166,23 @@ func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTi
 // progress for d (a peer that stopped reading), with ErrWriteTimeout. 0
 // disables it. Default: 0.
 func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
+
+// WithLingerTimeout bounds the lingering close (see Conn.Close): after its
+// output is flushed, a connection that we close sends FIN and then reads and
+// discards input until the peer's EOF, for at most d (and at most
+// LingerMaxBytes), before it closes the socket; closing with unread input
+// would make the kernel reset the connection and drop output the peer has
+// not yet received. Every orderly close by this side lingers: Close, a
+// graceful Shutdown, and a peer's half-close answered with CloseWrite then
+// Close. Abrupt ends do not: a reset, ErrInputTooLarge, a timeout, a handler
+// panic, Server.Close. A lingering connection holds no buffer, only its
+// descriptor, and counts as open. After d it is closed as it stands (input
+// that arrived is read first, so only input arriving in that instant can
+// still cause a reset); Stats.LingerExpired counts those. 0 turns lingering
+// off: the socket is closed as soon as the output is flushed. Default: 5s,
+// nginx's lingering_timeout; a client that reads its reply and closes, as
+// clients do, ends the linger in one round trip.
+func WithLingerTimeout(d time.Duration) Option { return func(c *config) { c.lingerTimeout = d } }
 
 // WithLockOSThread locks each event loop's goroutine to its OS thread, for
 // CPU pinning or thread-local tuning. Default: false.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -86,7 +87,8 @@ type EventLoop struct {
 	waitSubs  int  // main loop: sub-loops still running, it outlives them when draining
 
 	// Shared with other goroutines.
-	mu        sync.Mutex // guards tasks, incoming and timerIn
+	mu        sync.Mutex // guards tasks, incoming, timerIn and closedQ
+	closedQ   bool       // the loop has stopped: Submit, AfterFunc and adopt queue nothing more
 	tasks     []func()
 	incoming  []*Conn     // connections handed over by the acceptor, not yet registered
 	adopting  []*Conn     // the batch of incoming being registered; loop-owned
@@ -100,7 +102,8 @@ type EventLoop struct {
 	numConns  atomic.Int64 // connections assigned to the loop and not yet closed
 	stats     loopStats
 
-	stoppedTimers atomic.Int32 // stopped timers still in the heap
+	stoppedTimers atomic.Int32  // stopped timers still in the heap
+	gid           atomic.Uint64 // the goroutine running Run (see Server.onLoop)
 	done          chan struct{}
 }
 
@@ -150,23 +153,37 @@ func (l *EventLoop) Now() time.Duration { return l.k.Now() }
 // of the current iteration (tasks never starve I/O: a task queued by a task
 // runs in the next iteration). Tasks run in the order they were submitted;
 // those from one goroutine keep that goroutine's order. Safe from any
-// goroutine, including the loop's own. Tasks submitted after the loop has
-// stopped never run.
-func (l *EventLoop) Submit(fn func()) {
+// goroutine, including the loop's own. Once the loop has stopped, Submit
+// keeps nothing and returns ErrLoopStopped: fn will never run. Tasks
+// submitted while the loop stops still run.
+func (l *EventLoop) Submit(fn func()) error {
 	l.mu.Lock()
+	if l.closedQ {
+		l.mu.Unlock()
+		return ErrLoopStopped
+	}
 	l.tasks = append(l.tasks, fn)
 	l.mu.Unlock()
 	l.queued.Store(true)
 	l.wake()
+	return nil
 }
 
 // AfterFunc schedules fn to run on the loop goroutine once d has passed on
 // the loop's clock, and returns a Timer that can cancel it. Timers fire in
-// deadline order; equal deadlines fire in the order they were scheduled.
-// Safe from any goroutine.
+// deadline order; equal deadlines fire in the order they were scheduled. A
+// d too large to add to the clock (math.MaxInt64, say) means never. Safe
+// from any goroutine. On a loop that has stopped, the Timer never fires and
+// is not kept.
 func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
-	t := &Timer{loop: l, when: l.k.Now() + max(d, 0), seq: l.timerSeq.Add(1), fn: fn, index: -1}
+	t := &Timer{loop: l, when: addTime(l.k.Now(), d), seq: l.timerSeq.Add(1), fn: fn, index: -1}
 	l.mu.Lock()
+	if l.closedQ {
+		l.mu.Unlock()
+		t.fn = nil
+		t.state.Store(timerStopped)
+		return t
+	}
 	l.timerIn = append(l.timerIn, t)
 	l.mu.Unlock()
 	l.queued.Store(true)
@@ -174,9 +191,31 @@ func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
 	return t
 }
 
-// Stop asks the loop to return from Run at the end of its current iteration.
-// Safe from any goroutine; calling it more than once is harmless.
-func (l *EventLoop) Stop() {
+// addTime returns t+d, saturating instead of overflowing; a negative d
+// counts as 0.
+func addTime(t, d time.Duration) time.Duration {
+	d = max(d, 0)
+	if t > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return t + d
+}
+
+// Stop asks a standalone loop (NewEventLoop) to return from Run at the end
+// of its current iteration. Safe from any goroutine; calling it more than
+// once is harmless. The loops of a Server belong to the server, which hands
+// them connections: Stop refuses them with ErrServerLoop and does nothing
+// (use Server.Shutdown or Server.Close).
+func (l *EventLoop) Stop() error {
+	if l.srv != nil {
+		return ErrServerLoop
+	}
+	l.stop()
+	return nil
+}
+
+// stop makes Run return at the end of the current iteration.
+func (l *EventLoop) stop() {
 	l.stopping.Store(true)
 	l.wake()
 }
@@ -206,6 +245,7 @@ func (l *EventLoop) Run() (err error) {
 	if !l.state.CompareAndSwap(loopIdle, loopRunning) {
 		return ErrLoopStopped
 	}
+	l.gid.Store(goroutineID())
 	defer l.exit()
 	for !l.stopping.Load() {
 		if err := l.iterate(); err != nil {
@@ -312,9 +352,13 @@ func (l *EventLoop) dispatchFrom(i, n int) (next int) {
 // run wait for the next iteration, so a task that requeues itself cannot
 // starve I/O.
 func (l *EventLoop) runTasks() {
-	if !l.queued.Load() {
-		return
+	if l.queued.Load() {
+		l.runQueued()
 	}
+}
+
+// runQueued takes and runs the queues whether or not queued is set.
+func (l *EventLoop) runQueued() {
 	l.mu.Lock()
 	l.running, l.tasks = l.tasks, l.running[:0]
 	l.adopting, l.incoming = l.incoming, l.adopting[:0]
@@ -335,13 +379,19 @@ func (l *EventLoop) runTasks() {
 }
 
 // adopt hands a new connection to l, to be registered on l's goroutine. It
-// is Submit without the closure: one allocation less per connection.
-func (l *EventLoop) adopt(c *Conn) {
+// is Submit without the closure: one allocation less per connection. It
+// returns false, keeping nothing, if l has stopped.
+func (l *EventLoop) adopt(c *Conn) bool {
 	l.mu.Lock()
+	if l.closedQ {
+		l.mu.Unlock()
+		return false
+	}
 	l.incoming = append(l.incoming, c)
 	l.mu.Unlock()
 	l.queued.Store(true)
 	l.wake()
+	return true
 }
 
 func (l *EventLoop) registerFrom(i int) (next int) {
@@ -471,6 +521,48 @@ func (l *EventLoop) trace(format string, args ...any) {
 	l.srv.tracef("loop "+l.name+": "+format, args...)
 }
 
+// closeQueues runs the tasks and registers the connections queued before
+// the stop took effect (and those they queue in turn, for a few rounds),
+// then closes the queues: from then on Submit, AfterFunc and adopt keep
+// nothing, so no task waits for ever in a loop that will not run it. Tasks
+// still queued after the last round are dropped.
+func (l *EventLoop) closeQueues() {
+	const rounds = 8
+	for i := 0; ; i++ {
+		l.runQueued()
+		l.mu.Lock()
+		if i == rounds || len(l.tasks) == 0 && len(l.incoming) == 0 {
+			l.closedQ = true
+			dropped := len(l.tasks)
+			late := l.incoming
+			l.tasks, l.incoming, l.timerIn = nil, nil, nil
+			l.mu.Unlock()
+			if dropped > 0 {
+				l.log.Warn("reactor: tasks dropped at loop stop", "loop", l.name, "tasks", dropped)
+			}
+			for _, c := range late {
+				l.numConns.Add(-1)
+				c.closeNow(ErrServerClosed) // never registered: only closes the descriptor
+			}
+			return
+		}
+		l.mu.Unlock()
+	}
+}
+
+// guard runs fn, a step that calls handlers, recovering a panic as
+// dispatch does: only the connection whose callback panicked ends.
+func (l *EventLoop) guard(fn func()) {
+	if l.recoverOn {
+		defer func() {
+			if r := recover(); r != nil {
+				l.handlerPanicked(r)
+			}
+		}()
+	}
+	fn()
+}
+
 // handlerPanicked ends the connection whose callback panicked, logging the
 // panic with its stack. The loop and every other connection carry on.
 func (l *EventLoop) handlerPanicked(r any) {
@@ -493,7 +585,7 @@ func (l *EventLoop) handlerPanicked(r any) {
 // is what tells a driver waiting in Shutdown to look again, so the loop must
 // already count as stopped by then.
 func (l *EventLoop) exit() {
-	l.runTasks() // tasks queued before Stop took effect still run
+	l.closeQueues()
 	l.channels.each(func(ch *channel) {
 		switch h := ch.handler.(type) {
 		case *Conn:
@@ -508,7 +600,7 @@ func (l *EventLoop) exit() {
 		// a hard stop ordered during a graceful one can still be forwarded
 		// through it (see Server.stopAll).
 		main := s.acceptLoop
-		main.Submit(func() { main.waitSubs-- })
+		_ = main.Submit(func() { main.waitSubs-- }) // a stopped main loop waits for nothing
 	}
 	close(l.done)
 	if err := l.d.Close(); err != nil {

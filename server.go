@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,7 @@ type Server struct {
 // Shutdown or Close waiting for the loops must drive it until done() holds
 // (or cancel is closed, then it returns false).
 type simDriver interface {
-	runUntil(done func() bool, cancel <-chan struct{}) bool
+	runUntil(done func() bool, cancel <-chan struct{}, horizon time.Duration) bool
 }
 
 // NewServer creates a server for h listening on addr ("host:port"; ":0"
@@ -185,23 +186,37 @@ func (s *Server) release() {
 	}
 	for _, l := range s.allLoops {
 		_ = l.d.Close() // nothing is registered any more
+		l.mu.Lock()
+		l.closedQ = true
+		l.tasks, l.timerIn = nil, nil
+		l.mu.Unlock()
 		l.state.Store(loopStopped)
 		close(l.done)
 	}
 }
 
 // Addr returns the address the server listens on, with the port the kernel
-// chose if addr had port 0.
-func (s *Server) Addr() net.Addr { return s.addr }
+// chose if addr had port 0. Each call returns a new value: the caller may
+// change it.
+func (s *Server) Addr() net.Addr {
+	a := *s.addr
+	a.IP = slices.Clone(s.addr.IP)
+	return &a
+}
 
 // Serve runs the event loops and blocks until the server is shut down, then
 // returns ErrServerClosed. If an event loop fails (its Dispatcher returns an
 // error), Serve closes the server and returns that error. Serve may be called
-// once; later calls, and calls after Shutdown or Close, return
-// ErrServerClosed.
+// once: a call while it runs returns ErrServerRunning, and calls after
+// Shutdown or Close return ErrServerClosed.
 func (s *Server) Serve() error {
 	s.mu.Lock()
-	if s.state != stateNew {
+	switch s.state {
+	case stateNew:
+	case stateServing:
+		s.mu.Unlock()
+		return ErrServerRunning
+	default:
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
@@ -229,9 +244,17 @@ func (s *Server) Serve() error {
 // and returns once every goroutine Serve started has exited. If ctx ends
 // first, Shutdown closes what is left at once (as Close does) and returns
 // ctx.Err(). Calling it again, or after Close, waits for the same end.
+//
+// Called from a Handler callback, a task or a timer (on one of the
+// server's event loops, which cannot be waited for from there), Shutdown
+// begins the shutdown and returns ErrInLoop at once; Serve returns when it
+// is done.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.beginStop(false) {
 		return nil
+	}
+	if s.onLoop() {
+		return ErrInLoop
 	}
 	if err := s.waitLoops(ctx.Done()); err != nil {
 		s.stopAll(true)
@@ -244,12 +267,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops the server at once: it closes the listeners and every
 // connection without flushing (OnClose receives an error wrapping
 // ErrServerClosed where output was lost), stops the loops and waits for
-// their goroutines to exit.
+// their goroutines to exit. Called on one of the server's event loops (from
+// a callback, a task or a timer), it begins the close and returns ErrInLoop
+// at once, since it cannot wait there for the loop it runs on.
 func (s *Server) Close() error {
 	if !s.beginStop(true) {
 		return nil
 	}
+	if s.onLoop() {
+		return ErrInLoop
+	}
 	return s.waitLoops(nil)
+}
+
+// onLoop reports whether the calling goroutine runs one of the server's
+// event loops.
+func (s *Server) onLoop() bool {
+	id := goroutineID()
+	for _, l := range s.allLoops {
+		if l.gid.Load() == id {
+			return true
+		}
+	}
+	return false
 }
 
 // beginStop moves the server towards closed. It returns false if the loops
@@ -285,13 +325,16 @@ func (s *Server) beginStop(hard bool) bool {
 // acceptor's loop goes first and forwards the order to the other loops from
 // its own goroutine, so every connection it handed to a loop before closing
 // its listener reaches that loop before the order does: none is lost in
-// between.
+// between. If the acceptor's loop has already stopped (its Dispatcher
+// failed), nothing can be handed over any more, and the order goes to the
+// other loops directly.
 func (s *Server) stopAll(hard bool) {
 	order := func(l *EventLoop) {
+		// A loop that has stopped already has closed its connections.
 		if hard {
-			l.Submit(l.stopHard)
+			_ = l.Submit(l.stopHard)
 		} else {
-			l.Submit(l.beginDrain)
+			_ = l.Submit(l.beginDrain)
 		}
 	}
 	if s.acceptLoop == nil {
@@ -300,7 +343,7 @@ func (s *Server) stopAll(hard bool) {
 		}
 		return
 	}
-	s.acceptLoop.Submit(func() {
+	forward := func() {
 		for _, a := range s.acceptors {
 			a.close()
 		}
@@ -314,14 +357,21 @@ func (s *Server) stopAll(hard bool) {
 		} else {
 			s.acceptLoop.beginDrain()
 		}
-	})
+	}
+	if err := s.acceptLoop.Submit(forward); err != nil {
+		for _, l := range s.loops {
+			if l != s.acceptLoop {
+				order(l)
+			}
+		}
+	}
 }
 
 // waitLoops waits until every loop has returned (driving the simulation if
 // the loops run over one), or cancel is closed. It returns an error only on
 // cancel.
 func (s *Server) waitLoops(cancel <-chan struct{}) error {
-	if s.driver != nil && !s.driver.runUntil(s.loopsStopped, cancel) {
+	if s.driver != nil && !s.driver.runUntil(s.loopsStopped, cancel, s.shutdownHorizon()) {
 		return context.Canceled
 	}
 	select {
@@ -330,6 +380,13 @@ func (s *Server) waitLoops(cancel <-chan struct{}) error {
 	case <-cancel:
 		return context.Canceled
 	}
+}
+
+// shutdownHorizon is how far a stepped simulation's clock may move while a
+// Shutdown or Close waits for the loops: as far as a lingering close can
+// last. Virtual time passes only while the simulation is otherwise idle.
+func (s *Server) shutdownHorizon() time.Duration {
+	return addTime(s.k.Now(), s.cfg.lingerTimeout)
 }
 
 // loopsStopped reports whether every loop has returned from Run.
@@ -345,8 +402,9 @@ func (s *Server) loopsStopped() bool {
 }
 
 // beginDrain starts a graceful stop of l: its acceptor closes, every
-// connection stops reading and closes once its output is flushed, and the
-// loop returns from Run when the last one has closed. Loop goroutine.
+// connection is drained (see Conn.drain), and the loop returns from Run when
+// the last one has closed. A handler that panics in OnShutdown ends only its
+// own connection; the others are still drained. Loop goroutine.
 func (l *EventLoop) beginDrain() {
 	l.draining = true
 	l.channels.each(func(ch *channel) {
@@ -354,7 +412,7 @@ func (l *EventLoop) beginDrain() {
 		case *acceptor:
 			h.close()
 		case *Conn:
-			h.drain()
+			l.guard(h.drain)
 		}
 	})
 }
@@ -362,17 +420,33 @@ func (l *EventLoop) beginDrain() {
 // stopHard closes every connection of l now and stops it. Loop goroutine.
 func (l *EventLoop) stopHard() {
 	l.draining = true
-	l.Stop()
+	l.stop()
 }
 
-// drain stops reading and asks for a close once the output is flushed.
+// drain starts the graceful end of a connection: a ShutdownHandler is told
+// and decides when to close; otherwise the connection stops reading and
+// closes once its output is flushed. A connection already lingering has
+// nothing to add. Loop goroutine.
 func (c *Conn) drain() {
-	c.stopRead = true
+	if c.state != connOpen {
+		return
+	}
 	c.drained = true
-	c.mu.Lock()
-	c.wclosed = true
-	c.closeReq = true
-	c.queueLocked()
+	l := c.loop
+	if sh, ok := l.srv.handler.(ShutdownHandler); ok {
+		if !c.notified {
+			c.notified = true
+			if l.tracing {
+				l.trace("OnShutdown fd=%d", c.ch.fd)
+			}
+			l.current = c
+			sh.OnShutdown(c)
+			l.current = nil
+		}
+		return
+	}
+	c.stopRead = true
+	c.requestClose()
 	c.updateInterest()
 }
 
@@ -400,8 +474,12 @@ func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort) {
 	c := newConn(l, fd, peer)
 	if l == from {
 		c.register()
-	} else {
-		l.adopt(c)
+	} else if !l.adopt(c) {
+		// The loop has stopped (its Dispatcher failed, or the server is
+		// closing): the connection never opened.
+		l.numConns.Add(-1)
+		_ = s.k.Close(fd)
+		s.connGone()
 	}
 }
 

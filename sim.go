@@ -175,14 +175,16 @@ func (s *Sim) Dispatcher() (Dispatcher, error) {
 // stop shuts the server down gracefully, as Server.Shutdown does, driving
 // the simulation until every loop has stopped: the server stops accepting
 // and reading, flushes the output already written, closes each connection
-// (OnClose runs with a nil error) and Serve returns. Unlike Shutdown it
-// cannot hang: in a simulation nothing happens while the test waits in
-// stop, so if the shutdown stalls (output waiting for a client whose
-// receive window is full, say) stop closes what is left at once, as
+// (OnClose runs with a nil error; the close lingers until the client's EOF,
+// see WithLingerTimeout) and Serve returns. A client that never closes
+// holds its connection for the linger timeout: stop moves the virtual clock
+// that far if it must, as real time would pass, but no further. Unlike
+// Shutdown it cannot hang: in a simulation nothing happens while the test
+// waits in stop, so if the shutdown stalls (output waiting for a client
+// whose receive window is full, say) stop closes what is left at once, as
 // Server.Close does, and returns an error saying how many connections it
 // closed that way. Otherwise it returns Serve's error if that is not
-// ErrServerClosed (an event loop failed), or nil. stop does not move the
-// clock: Advance first if timers should fire. It may be called more than
+// ErrServerClosed (an event loop failed), or nil. It may be called more than
 // once and returns the same result each time, so `defer stop()` is safe
 // after an explicit call. Like every driver, call it from the test's
 // goroutine, never from a handler.
@@ -218,15 +220,12 @@ func (s *Sim) Start(srv *Server) (stop func() error) {
 // loops still running) instead of waited on forever.
 func (s *Sim) stop(srv *Server, served <-chan error) error {
 	var err error
-	if srv.beginStop(false) {
-		s.k.RunUntilIdle()
-		if !srv.loopsStopped() {
-			n := srv.Stats().Open
-			srv.stopAll(true)
-			_ = srv.waitLoops(nil) // as Close does: it cannot fail without a cancel
-			err = fmt.Errorf("reactor: Sim: graceful shutdown stalled with %d connections open "+
-				"(output waiting for a client that does not read?); closed them", n)
-		}
+	if srv.beginStop(false) && !s.k.AdvanceWhile(srv.loopsStopped, srv.shutdownHorizon()) {
+		n := srv.Stats().Open
+		srv.stopAll(true)
+		_ = srv.waitLoops(nil) // as Close does: it cannot fail without a cancel
+		err = fmt.Errorf("reactor: Sim: graceful shutdown stalled with %d connections open "+
+			"(output waiting for a client that does not read?); closed them", n)
 	}
 	if serr := <-served; err == nil && !errors.Is(serr, ErrServerClosed) {
 		err = serr

@@ -24,7 +24,10 @@ type Stats struct {
 	Closed       CloseStats
 	BytesRead    int64
 	BytesWritten int64
-	Loops        []LoopStats
+	// LingerExpired counts lingering closes that ended by the linger
+	// timeout rather than the peer's EOF (see WithLingerTimeout).
+	LingerExpired int64
+	Loops         []LoopStats
 }
 
 // CloseStats counts closed connections by why they ended.
@@ -65,9 +68,10 @@ const (
 
 // loopStats are one loop's counters; the loop goroutine is the only writer.
 type loopStats struct {
-	bytesRead    atomic.Int64
-	bytesWritten atomic.Int64
-	closed       [numCloseReasons]atomic.Int64
+	bytesRead     atomic.Int64
+	bytesWritten  atomic.Int64
+	lingerExpired atomic.Int64
+	closed        [numCloseReasons]atomic.Int64
 }
 
 // bump adds n to a counter that only the calling goroutine writes: a load and
@@ -132,6 +136,7 @@ func (s *Server) Stats() Stats {
 		l.mu.Unlock()
 		st.BytesRead += ls.BytesRead
 		st.BytesWritten += ls.BytesWritten
+		st.LingerExpired += l.stats.lingerExpired.Load()
 		for i := range closed {
 			closed[i] += l.stats.closed[i].Load()
 		}

@@ -28,6 +28,7 @@ import (
 const (
 	idleTimeout = iota
 	writeTimeout
+	lingerTimeout // the end of a lingering close (see Conn.linger)
 	numTimeouts
 )
 
@@ -45,8 +46,9 @@ const stampPending = time.Duration(math.MaxInt64)
 // connTimeouts is allocated only for connections that have a timeout, so a
 // server without timeouts pays one nil pointer per connection.
 type connTimeouts struct {
-	d    [numTimeouts]time.Duration // 0: off
-	link [numTimeouts]timeoutLink
+	d        [numTimeouts]time.Duration // 0: off
+	link     [numTimeouts]timeoutLink
+	lingered int // input discarded while lingering
 }
 
 // timeoutList is a doubly linked list of connections sharing one timeout
@@ -183,10 +185,13 @@ func (l *EventLoop) expireTimeouts() {
 				break
 			}
 			c := tl.head
-			if tl.kind == idleTimeout {
+			switch tl.kind {
+			case idleTimeout:
 				c.closeNow(fmt.Errorf("%w: no bytes for %v", ErrIdleTimeout, tl.d))
-			} else {
+			case writeTimeout:
 				c.closeNow(fmt.Errorf("%w: output stalled for %v with %d bytes pending", ErrWriteTimeout, tl.d, c.Buffered()))
+			case lingerTimeout:
+				c.lingerExpired()
 			}
 			if tl.head == c {
 				tl.remove(c) // closeNow unlinks; this guards against a loop
@@ -217,6 +222,17 @@ func (c *Conn) setTimeout(kind int, d time.Duration) {
 	if kind == idleTimeout || c.waitW {
 		c.loop.timeoutList(kind, d).pushBack(c)
 	}
+}
+
+// startLinger starts the linger deadline of a connection that has just
+// begun lingering, d from now; its other timeouts are already off.
+func (c *Conn) startLinger(d time.Duration) {
+	if c.tmo == nil {
+		c.tmo = &connTimeouts{}
+	}
+	c.tmo.lingered = 0
+	c.tmo.d[lingerTimeout] = d
+	c.loop.timeoutList(lingerTimeout, d).pushBack(c)
 }
 
 // touch records activity: bytes moved in either direction. It restarts the

@@ -262,7 +262,11 @@ func (k *Kernel) grantLocked(p *Poller) uint64 {
 // also joins extWaiters, in the same critical section as the idle check,
 // and returns the channel that the next change wakes (the caller must
 // leave it), or stepRetry if the state has changed since gen was read.
-func (k *Kernel) driveOnce(cancel <-chan struct{}, idleWait bool, gen uint64) (stepResult, chan struct{}) {
+//
+// horizon, when not negative, lets an idle simulation move its clock: to
+// the earliest deadline of a parked poller, if that is at or before
+// horizon; the caller then steps again (stepRetry).
+func (k *Kernel) driveOnce(cancel <-chan struct{}, idleWait bool, gen uint64, horizon time.Duration) (stepResult, chan struct{}) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	res := k.stepLocked(cancel)
@@ -270,6 +274,10 @@ func (k *Kernel) driveOnce(cancel <-chan struct{}, idleWait bool, gen uint64) (s
 		return res, nil
 	}
 	if k.gen != gen {
+		return stepRetry, nil
+	}
+	if next, ok := k.earliestDeadlineLocked(); ok && horizon >= 0 && next <= horizon {
+		k.setClockLocked(next)
 		return stepRetry, nil
 	}
 	return stepIdle, k.extWaiters.join()
@@ -293,7 +301,7 @@ func (k *Kernel) mustBeStepped(method string) {
 // Never call it from an event loop's goroutine: it would wait for that loop.
 func (k *Kernel) Step() bool {
 	k.mustBeStepped("Step")
-	res, _ := k.driveOnce(nil, false, 0)
+	res, _ := k.driveOnce(nil, false, 0, -1)
 	return res == stepDone
 }
 
@@ -401,6 +409,17 @@ func (k *Kernel) earliestDeadlineLocked() (time.Duration, bool) {
 // livelock), or as Step does when a poller does not park; never call it
 // from an event loop's goroutine.
 func (k *Kernel) RunUntil(done func() bool, cancel <-chan struct{}) bool {
+	return k.RunUntilAt(done, cancel, -1)
+}
+
+// RunUntilAt is RunUntil for a driver that waits for something which may
+// take time, as a Server's graceful shutdown waits for the peers of its
+// lingering connections: when the simulation is idle and done is false, it
+// moves the clock to the earliest deadline of a parked poller if that is at
+// or before horizon (a virtual time), as Advance would, and steps on; only
+// with no such deadline does it block. A negative horizon never moves the
+// clock.
+func (k *Kernel) RunUntilAt(done func() bool, cancel <-chan struct{}, horizon time.Duration) bool {
 	k.mustBeStepped("RunUntil")
 	steps := 0
 	for {
@@ -415,7 +434,7 @@ func (k *Kernel) RunUntil(done func() bool, cancel <-chan struct{}) bool {
 			return false
 		default:
 		}
-		res, wait := k.driveOnce(cancel, true, gen)
+		res, wait := k.driveOnce(cancel, true, gen, horizon)
 		switch res {
 		case stepCancelled:
 			return false
@@ -438,6 +457,26 @@ func (k *Kernel) RunUntil(done func() bool, cancel <-chan struct{}) bool {
 			}
 		}
 	}
+}
+
+// AdvanceWhile runs until idle, then, while done is false and some parked
+// poller's deadline is at or before horizon, moves the clock to the earliest
+// such deadline and runs until idle again, as AdvanceTo does but stopping
+// as soon as done holds. It returns done().
+func (k *Kernel) AdvanceWhile(done func() bool, horizon time.Duration) bool {
+	k.RunUntilIdle()
+	for !done() {
+		k.lock()
+		next, ok := k.earliestDeadlineLocked()
+		if !ok || next > horizon {
+			k.unlock()
+			return false
+		}
+		k.setClockLocked(next)
+		k.unlock()
+		k.RunUntilIdle()
+	}
+	return true
 }
 
 // traceTailLocked formats the last n trace records for a panic message.
