@@ -150,12 +150,14 @@ func WithMaxInputSize(n int) Option { return func(c *config) { c.maxInputSize = 
 func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
 
 // WithIdleTimeout closes connections that see no bytes in either direction
-// for d, with ErrIdleTimeout. 0 disables it. Default: 0.
+// for d, with ErrIdleTimeout. 0 disables it; so, in effect, does
+// math.MaxInt64, which never fires. Default: 0.
 func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
 
 // WithWriteTimeout closes connections whose pending output makes no
 // progress for d (a peer that stopped reading), with ErrWriteTimeout. 0
-// disables it. Default: 0.
+// disables it; so, in effect, does math.MaxInt64, which never fires.
+// Default: 0.
 func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
 
 // WithLockOSThread locks each event loop's goroutine to its OS thread, for

@@ -162,10 +162,11 @@ func (l *EventLoop) Submit(fn func()) {
 
 // AfterFunc schedules fn to run on the loop goroutine once d has passed on
 // the loop's clock, and returns a Timer that can cancel it. Timers fire in
-// deadline order; equal deadlines fire in the order they were scheduled.
-// Safe from any goroutine.
+// deadline order; equal deadlines fire in the order they were scheduled. A
+// negative d counts as 0; a d too long for the clock to reach
+// (math.MaxInt64, the usual "never") never fires. Safe from any goroutine.
 func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
-	t := &Timer{loop: l, when: l.k.Now() + max(d, 0), seq: l.timerSeq.Add(1), fn: fn, index: -1}
+	t := &Timer{loop: l, when: deadlineAfter(l.k.Now(), max(d, 0)), seq: l.timerSeq.Add(1), fn: fn, index: -1}
 	l.mu.Lock()
 	l.timerIn = append(l.timerIn, t)
 	l.mu.Unlock()

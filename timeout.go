@@ -116,7 +116,7 @@ func (tl *timeoutList) deadline() (time.Duration, bool) {
 	if since == stampPending {
 		return 0, false
 	}
-	return since + tl.d, true
+	return deadlineAfter(since, tl.d), true
 }
 
 // stamp gives the links active in the current iteration their time.

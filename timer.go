@@ -5,6 +5,7 @@
 package reactor
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -40,6 +41,20 @@ func (t *Timer) Stop() bool {
 		return true
 	}
 	return false
+}
+
+// deadlineAfter returns now + d, the deadline d after now on a loop's
+// clock, or math.MaxInt64 where the sum would overflow. Programs pass
+// math.MaxInt64 for "never"; summed with a clock past zero it would wrap to
+// a deadline in the past and fire at once. Saturated, it lands 292 years
+// after the clock's origin: never, for the clocks loops run on (monotonic
+// time since the process started, virtual time from zero). now and d must
+// not be negative.
+func deadlineAfter(now, d time.Duration) time.Duration {
+	if d > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + d
 }
 
 // timerHeap is a binary min-heap of timers ordered by (when, seq). Written by
