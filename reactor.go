@@ -81,7 +81,7 @@ type EventLoop struct {
 	recoverOn bool     // recover handler panics (WithRecover)
 	tracing   bool     // record callbacks in the simulation's trace (see trace)
 	draining  bool     // graceful shutdown: stop once conns reaches 0
-	tmoLists  []*timeoutList
+	tmo       loopTimeouts
 	hasAccept bool // an acceptor is registered on this loop
 	waitSubs  int  // main loop: sub-loops still running, it outlives them when draining
 
