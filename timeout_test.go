@@ -80,11 +80,7 @@ const forever = time.Duration(math.MaxInt64)
 // overflows), never fires, while an ordinary timer beside it fires exactly.
 func TestSimTimersOfForeverNeverFire(t *testing.T) {
 	const start = time.Hour
-	s := NewSim(3)
-	l, err := NewEventLoop(s.Dispatcher)
-	require.NoError(t, err)
-	errc := make(chan error, 1)
-	go func() { errc <- l.Run() }()
+	s, l := runSimLoop(t, 3)
 	s.k.Advance(start)
 	fired := make(chan string, 4)
 	at := func(name string) func() {
@@ -102,16 +98,6 @@ func TestSimTimersOfForeverNeverFire(t *testing.T) {
 	assert.Equal(t, "2s@1h0m2s", <-fired)
 	s.k.Advance(1000 * time.Hour)
 	assert.Empty(t, fired, "a timer of forever fired")
-	l.Stop()
-	require.True(t, s.k.RunUntil(func() bool {
-		select {
-		case <-l.Done():
-			return true
-		default:
-			return false
-		}
-	}, nil))
-	require.NoError(t, <-errc)
 }
 
 // TestSimTimeoutsOfForeverNeverFire: idle and write timeouts near
