@@ -906,7 +906,7 @@ func TestSimTimeoutsCostNoTimer(t *testing.T) {
 			_ = cl.ReadAll()
 		}
 		require.Len(t, l.timers, 0, "round %d: a timeout used the timer heap", round)
-		require.Len(t, l.tmoLists, 2, "one list per kind and duration")
+		require.Len(t, l.tmo.lists, 2, "one list per kind and duration")
 	}
 	opened, closed := rec.counts()
 	assert.Equal(t, 20, opened)
@@ -949,7 +949,7 @@ func TestTimeoutTouchAllocatesNothing(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 	assert.Empty(t, l.timers)
-	assert.Len(t, l.tmoLists, 2)
+	assert.Len(t, l.tmo.lists, 2)
 }
 
 // BenchmarkTimeoutTouch is the per-message cost of the timeouts: a read and

@@ -48,6 +48,13 @@ const (
 	LingerMaxBytes = 4 << 20
 )
 
+// maxKeepAlive is the longest keep-alive Linux accepts: TCP_KEEPIDLE and
+// TCP_KEEPINTVL fail with EINVAL above 32767 seconds (MAX_TCP_KEEPIDLE,
+// MAX_TCP_KEEPINTVL in include/net/tcp.h). Checked up front, because the
+// failure would otherwise only be logged, per connection, at debug level,
+// leaving keep-alive on with the system's default idle time.
+const maxKeepAlive = 32767 * time.Second
+
 func defaultConfig() config {
 	return config{
 		loops:          runtime.GOMAXPROCS(0),
@@ -78,6 +85,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithKeepAlive(%v): must be >= 0", c.keepAlive)
 	case c.keepAlive > 0 && c.keepAlive < time.Second:
 		return fmt.Errorf("reactor: WithKeepAlive(%v): the kernel counts keep-alive in whole seconds", c.keepAlive)
+	case c.keepAlive > maxKeepAlive:
+		return fmt.Errorf("reactor: WithKeepAlive(%v): the kernel takes at most %v", c.keepAlive, maxKeepAlive)
 	case c.readBufferSize < 512 || c.readBufferSize > 64<<20:
 		return fmt.Errorf("reactor: WithReadBufferSize(%d): must be between 512 B and 64 MiB", c.readBufferSize)
 	case c.highWaterMark < 0:
@@ -129,8 +138,9 @@ func WithLoadBalancer(lb LoadBalancer) Option { return func(c *config) { c.balan
 func WithTCPNoDelay(on bool) Option { return func(c *config) { c.noDelay = on } }
 
 // WithKeepAlive sets the TCP keep-alive idle time and probe interval of
-// accepted connections; 0 disables keep-alive. Default: 15s, as in Go's net
-// package. It costs the kernel a timer per connection, not the loop.
+// accepted connections, in whole seconds up to 32767 (9h06m07s, Linux's
+// limit); 0 disables keep-alive. Default: 15s, as in Go's net package. It
+// costs the kernel a timer per connection, not the loop.
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
 
 // WithReadBufferSize sets the size of each loop's shared read buffer: the
@@ -159,12 +169,14 @@ func WithMaxInputSize(n int) Option { return func(c *config) { c.maxInputSize = 
 func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
 
 // WithIdleTimeout closes connections that see no bytes in either direction
-// for d, with ErrIdleTimeout. 0 disables it. Default: 0.
+// for d, with ErrIdleTimeout. 0 disables it; so, in effect, does
+// math.MaxInt64, which never fires. Default: 0.
 func WithIdleTimeout(d time.Duration) Option { return func(c *config) { c.idleTimeout = d } }
 
 // WithWriteTimeout closes connections whose pending output makes no
 // progress for d (a peer that stopped reading), with ErrWriteTimeout. 0
-// disables it. Default: 0.
+// disables it; so, in effect, does math.MaxInt64, which never fires.
+// Default: 0.
 func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.writeTimeout = d } }
 
 // WithLingerTimeout bounds the lingering close (see Conn.Close): after its

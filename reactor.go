@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -82,7 +81,7 @@ type EventLoop struct {
 	recoverOn bool     // recover handler panics (WithRecover)
 	tracing   bool     // record callbacks in the simulation's trace (see trace)
 	draining  bool     // graceful shutdown: stop once conns reaches 0
-	tmoLists  []*timeoutList
+	tmo       loopTimeouts
 	hasAccept bool // an acceptor is registered on this loop
 	waitSubs  int  // main loop: sub-loops still running, it outlives them when draining
 
@@ -172,11 +171,11 @@ func (l *EventLoop) Submit(fn func()) error {
 // AfterFunc schedules fn to run on the loop goroutine once d has passed on
 // the loop's clock, and returns a Timer that can cancel it. Timers fire in
 // deadline order; equal deadlines fire in the order they were scheduled. A
-// d too large to add to the clock (math.MaxInt64, say) means never. Safe
-// from any goroutine. On a loop that has stopped, the Timer never fires and
-// is not kept.
+// negative d counts as 0; a d too long for the clock to reach
+// (math.MaxInt64, the usual "never") never fires. Safe from any goroutine.
+// On a loop that has stopped, the Timer never fires and is not kept.
 func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
-	t := &Timer{loop: l, when: addTime(l.k.Now(), d), seq: l.timerSeq.Add(1), fn: fn, index: -1}
+	t := &Timer{loop: l, when: deadlineAfter(l.k.Now(), max(d, 0)), seq: l.timerSeq.Add(1), fn: fn, index: -1}
 	l.mu.Lock()
 	if l.closedQ {
 		l.mu.Unlock()
@@ -189,16 +188,6 @@ func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
 	l.queued.Store(true)
 	l.wake()
 	return t
-}
-
-// addTime returns t+d, saturating instead of overflowing; a negative d
-// counts as 0.
-func addTime(t, d time.Duration) time.Duration {
-	d = max(d, 0)
-	if t > math.MaxInt64-d {
-		return math.MaxInt64
-	}
-	return t + d
 }
 
 // Stop asks a standalone loop (NewEventLoop) to return from Run at the end

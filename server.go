@@ -386,7 +386,7 @@ func (s *Server) waitLoops(cancel <-chan struct{}) error {
 // Shutdown or Close waits for the loops: as far as a lingering close can
 // last. Virtual time passes only while the simulation is otherwise idle.
 func (s *Server) shutdownHorizon() time.Duration {
-	return addTime(s.k.Now(), s.cfg.lingerTimeout)
+	return deadlineAfter(s.k.Now(), s.cfg.lingerTimeout)
 }
 
 // loopsStopped reports whether every loop has returned from Run.

@@ -163,11 +163,7 @@ func TestLifecycleOverSimIsDeterministic(t *testing.T) {
 // timers on virtual time only: nothing fires however long the test takes in
 // real time, and each timer fires exactly when the clock reaches it.
 func TestLoopTimersOnVirtualTime(t *testing.T) {
-	s := NewSim(7)
-	l, err := NewEventLoop(s.Dispatcher)
-	require.NoError(t, err)
-	errc := make(chan error, 1)
-	go func() { errc <- l.Run() }()
+	s, l := runSimLoop(t, 7)
 	var fired []string
 	at := func(name string) func() {
 		return func() { fired = append(fired, fmt.Sprintf("%s@%v", name, l.Now())) }
@@ -185,16 +181,30 @@ func TestLoopTimersOnVirtualTime(t *testing.T) {
 	assert.Equal(t, []string{"1s@1s", "1s-second@1s"}, fired)
 	s.k.Advance(5 * time.Second)
 	assert.Equal(t, []string{"1s@1s", "1s-second@1s", "3s@3s"}, fired)
-	l.Stop()
-	require.True(t, s.k.RunUntil(func() bool {
-		select {
-		case <-l.Done():
-			return true
-		default:
-			return false
-		}
-	}, nil))
-	require.NoError(t, <-errc)
+}
+
+// runSimLoop runs a standalone loop over a new simulation, stepped from
+// the test goroutine; the loop is stopped when the test ends.
+func runSimLoop(t *testing.T, seed int64) (*Sim, *EventLoop) {
+	t.Helper()
+	s := NewSim(seed)
+	l, err := NewEventLoop(s.Dispatcher)
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- l.Run() }()
+	t.Cleanup(func() {
+		l.Stop()
+		require.True(t, s.k.RunUntil(func() bool {
+			select {
+			case <-l.Done():
+				return true
+			default:
+				return false
+			}
+		}, nil))
+		require.NoError(t, <-errc)
+	})
+	return s, l
 }
 
 // TestBalancers checks where each balancer puts new connections, over the

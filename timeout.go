@@ -1,12 +1,18 @@
-// This file holds the idle and write timeouts. They are kept off the timer
-// heap on purpose: a connection's activity would otherwise cost a heap update
-// per message. Instead each loop keeps, per distinct timeout duration, a
-// list of connections ordered by their last activity. Activity moves a
-// connection to the back of its list (a few pointer writes, no allocation),
-// so the front of each list is the next to expire; the loop's wait never
-// outlasts the earliest front's deadline, which makes the timeouts exact on
-// the loop's clock (virtual time included). Lists and links are owned by the
-// loop goroutine.
+// This file holds the connections' timeouts (idle and write). They are kept
+// off the timer heap on purpose: a connection's activity would otherwise
+// cost a heap update per message. Instead each loop keeps, per timeout kind
+// and duration in use, a list of connections ordered by their last activity.
+// Activity moves a connection to the back of its list (a few pointer writes,
+// no allocation), so the front of each list is the next to expire.
+//
+// The lists sit in a heap ordered by their front's deadline: the loop's wait
+// never outlasts the earliest, which makes the timeouts exact on the loop's
+// clock (virtual time included), and expiry finds what is due without
+// looking at the other lists. They are found by kind and duration in a map,
+// and freed when they empty: a server whose clients choose their own
+// timeout (MQTT's keep-alive) uses thousands of durations, and a loop must
+// neither keep a list for every duration ever used nor walk them all in
+// every iteration.
 //
 // Activity is stamped with the clock read once, at the end of the loop
 // iteration it happened in (stampActivity), not when it happens: one clock
@@ -14,17 +20,28 @@
 // earlier than the activity, so a timeout never fires early. (A stamp read
 // at the start of the iteration would be, by as long as the iteration ran:
 // milliseconds when a burst of connections arrives at once.) It may fire
-// late by the rest of that iteration.
+// late by the rest of that iteration. Only the lists that changed during
+// the iteration (dirty) are stamped and moved in the heap then, so an
+// iteration costs what its activity costs, however many lists there are.
+// Until then a changed list's place in the heap may be too early (a change
+// only ever postpones a front's deadline), never too late; expiry looks at
+// the front itself before closing it.
+//
+// Everything here is owned by the loop goroutine, but for SetIdleTimeout
+// and SetWriteTimeout.
 
 package reactor
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"time"
 )
 
-// Timeout kinds.
+// Timeout kinds. A kind's clock starts when setTimeout sets it (a write
+// timeout's, only while output is pending) and restarts only when touch
+// moves it; a new kind takes a constant here and a case in Conn.timedOut.
 const (
 	idleTimeout = iota
 	writeTimeout
@@ -51,18 +68,74 @@ type connTimeouts struct {
 	lingered int // input discarded while lingering
 }
 
+// timeoutKey names a timeout list: its kind and duration.
+type timeoutKey struct {
+	kind int
+	d    time.Duration
+}
+
 // timeoutList is a doubly linked list of connections sharing one timeout
 // kind and duration, least recently active first.
 type timeoutList struct {
-	kind       int
-	d          time.Duration
+	timeoutKey
 	head, tail *Conn
-	pending    *Conn // first of the links at the back still stampPending; nil if none
+	pending    *Conn        // first of the links at the back still stampPending; nil if none
+	seq        uint64       // creation order, which orders lists with equal deadlines
+	index      int          // position in the loop's heap of lists; -1 when not in it
+	dirty      bool         // changed in this iteration: on the loop's dirty chain
+	nextDirty  *timeoutList // the dirty chain
 }
+
+// loopTimeouts is a loop's timeout lists. Invariant between iterations
+// (after stampActivity): every list in lists has connections, none is
+// dirty, and each is in heap under its front's exact deadline.
+type loopTimeouts struct {
+	lists map[timeoutKey]*timeoutList
+	peak  int // the most lists held since lists was last made
+	heap  deadlineHeap[*timeoutList]
+	dirty *timeoutList   // lists changed in this iteration, chained through nextDirty
+	spare []*timeoutList // freed lists kept for reuse, at most maxSpareLists
+	seq   uint64         // lists created
+}
+
+const (
+	// maxSpareLists bounds the freed lists a loop keeps for reuse. A list
+	// empties and fills again whenever the only connection with its write
+	// timeout stalls anew; reuse spares an allocation per stall.
+	maxSpareLists = 64
+	// shrinkMin is the size below which the map and heap of lists are
+	// never made smaller.
+	shrinkMin = 256
+)
 
 // pushBack appends c, active now; its time is stamped at the end of the
 // iteration.
 func (tl *timeoutList) pushBack(c *Conn) {
+	tl.link(c)
+	c.loop.tmo.changed(tl)
+}
+
+// remove takes c, which is on tl, off it.
+func (tl *timeoutList) remove(c *Conn) {
+	tl.unlink(c)
+	c.loop.tmo.changed(tl)
+}
+
+// moveToBack records activity of c, which is on tl. A link already active
+// in this iteration stays where it is: every link of the pending run gets
+// the same stamp, so their order among themselves does not matter, and a
+// connection read from and written to in one iteration moves once, not
+// twice.
+func (tl *timeoutList) moveToBack(c *Conn) {
+	if c.tmo.link[tl.kind].since == stampPending {
+		return
+	}
+	tl.unlink(c)
+	tl.link(c)
+	c.loop.tmo.changed(tl)
+}
+
+func (tl *timeoutList) link(c *Conn) {
 	ln := &c.tmo.link[tl.kind]
 	ln.list, ln.since, ln.prev, ln.next = tl, stampPending, tl.tail, nil
 	if tl.pending == nil {
@@ -76,20 +149,7 @@ func (tl *timeoutList) pushBack(c *Conn) {
 	tl.tail = c
 }
 
-// moveToBack records activity of c, which is on tl. A link already active
-// in this iteration stays where it is: every link of the pending run gets
-// the same stamp, so their order among themselves does not matter, and a
-// connection read from and written to in one iteration moves once, not
-// twice.
-func (tl *timeoutList) moveToBack(c *Conn) {
-	if c.tmo.link[tl.kind].since == stampPending {
-		return
-	}
-	tl.remove(c)
-	tl.pushBack(c)
-}
-
-func (tl *timeoutList) remove(c *Conn) {
+func (tl *timeoutList) unlink(c *Conn) {
 	ln := &c.tmo.link[tl.kind]
 	if tl.pending == c {
 		tl.pending = ln.next
@@ -118,7 +178,7 @@ func (tl *timeoutList) deadline() (time.Duration, bool) {
 	if since == stampPending {
 		return 0, false
 	}
-	return since + tl.d, true
+	return deadlineAfter(since, tl.d), true
 }
 
 // stamp gives the links active in the current iteration their time.
@@ -129,70 +189,123 @@ func (tl *timeoutList) stamp(now time.Duration) {
 	tl.pending = nil
 }
 
-// timeoutList returns the loop's list for kind and d, creating it. Servers
-// use one or two distinct durations, so a linear search of a short slice
-// beats a map.
-func (l *EventLoop) timeoutList(kind int, d time.Duration) *timeoutList {
-	for _, tl := range l.tmoLists {
-		if tl.kind == kind && tl.d == d {
-			return tl
-		}
+// list returns the loop's list for kind and d, creating it.
+func (t *loopTimeouts) list(kind int, d time.Duration) *timeoutList {
+	key := timeoutKey{kind, d}
+	if tl := t.lists[key]; tl != nil {
+		return tl
 	}
-	tl := &timeoutList{kind: kind, d: d}
-	l.tmoLists = append(l.tmoLists, tl)
+	var tl *timeoutList
+	if n := len(t.spare); n > 0 {
+		tl = t.spare[n-1]
+		t.spare[n-1] = nil
+		t.spare = t.spare[:n-1]
+	} else {
+		tl = new(timeoutList)
+	}
+	t.seq++
+	*tl = timeoutList{timeoutKey: key, seq: t.seq, index: -1}
+	if t.lists == nil {
+		t.lists = make(map[timeoutKey]*timeoutList)
+	}
+	t.lists[key] = tl
+	t.peak = max(t.peak, len(t.lists))
 	return tl
 }
 
+// changed puts tl on the dirty chain, once per iteration.
+func (t *loopTimeouts) changed(tl *timeoutList) {
+	if !tl.dirty {
+		tl.dirty, tl.nextDirty = true, t.dirty
+		t.dirty = tl
+	}
+}
+
+// free forgets tl, which is empty, and keeps it for reuse. The map and the
+// heap are made anew once they hold less than an eighth of what they have
+// room for (Go maps never shrink), so their memory follows the lists in use.
+func (t *loopTimeouts) free(tl *timeoutList) {
+	if tl.index >= 0 {
+		t.heap.remove(tl.index)
+		if c := cap(t.heap); c >= shrinkMin && len(t.heap) <= c/8 {
+			t.heap = append(deadlineHeap[*timeoutList](nil), t.heap...)
+		}
+	}
+	delete(t.lists, tl.timeoutKey)
+	if t.peak >= shrinkMin && len(t.lists) <= t.peak/8 {
+		m := make(map[timeoutKey]*timeoutList, len(t.lists))
+		maps.Copy(m, t.lists)
+		t.lists, t.peak = m, len(m)
+	}
+	if len(t.spare) < maxSpareLists {
+		*tl = timeoutList{}
+		if t.spare == nil {
+			t.spare = make([]*timeoutList, 0, maxSpareLists)
+		}
+		t.spare = append(t.spare, tl)
+	}
+}
+
 // stampActivity gives the activity of the iteration that is ending its
-// time, reading the clock once if there was any. The loop calls it at the
-// end of every iteration.
+// time, reading the clock once if there was any, and puts every list
+// changed in the iteration in its place in the heap, or frees it if it
+// emptied. The loop calls it at the end of every iteration.
 func (l *EventLoop) stampActivity() {
+	t := &l.tmo
 	var now time.Duration
 	read := false
-	for _, tl := range l.tmoLists {
-		if tl.pending == nil {
+	for t.dirty != nil {
+		tl := t.dirty
+		t.dirty, tl.dirty, tl.nextDirty = tl.nextDirty, false, nil
+		if tl.head == nil {
+			t.free(tl)
 			continue
 		}
-		if !read {
-			now, read = l.k.Now(), true
+		if tl.pending != nil {
+			if !read {
+				now, read = l.k.Now(), true
+			}
+			tl.stamp(now)
 		}
-		tl.stamp(now)
+		dl, _ := tl.deadline() // stamped: the front is not pending
+		if tl.index >= 0 {
+			t.heap.update(tl.index, dl)
+		} else {
+			t.heap.push(dl, tl.seq, &tl.index, tl)
+		}
 	}
 }
 
 // nextTimeoutDeadline returns the earliest deadline among the timeout lists.
 func (l *EventLoop) nextTimeoutDeadline() (time.Duration, bool) {
-	var first time.Duration
-	found := false
-	for _, tl := range l.tmoLists {
-		if d, ok := tl.deadline(); ok && (!found || d < first) {
-			first, found = d, true
-		}
+	if len(l.tmo.heap) == 0 {
+		return 0, false
 	}
-	return first, found
+	return l.tmo.heap[0].when, true
 }
 
-// expireTimeouts closes every connection whose timeout has passed.
+// expireTimeouts ends every connection whose timeout has passed, in
+// deadline order. A list the iteration changed may sit in the heap under an
+// earlier deadline than its front's: it is put in its place (only then is
+// the top the earliest), or taken out if it has no stamped front
+// (stampActivity puts it back).
 func (l *EventLoop) expireTimeouts() {
-	if len(l.tmoLists) == 0 {
+	t := &l.tmo
+	if len(t.heap) == 0 {
 		return
 	}
 	now := l.k.Now()
-	for _, tl := range l.tmoLists {
-		for {
-			dl, ok := tl.deadline()
-			if !ok || dl > now {
-				break
-			}
+	for len(t.heap) > 0 && t.heap[0].when <= now {
+		tl := t.heap[0].item
+		dl, ok := tl.deadline()
+		switch {
+		case !ok:
+			t.heap.remove(0) // changed, so dirty: stampActivity puts it back
+		case dl > t.heap[0].when:
+			t.heap.update(0, dl) // and look again: another list may come first
+		default:
 			c := tl.head
-			switch tl.kind {
-			case idleTimeout:
-				c.closeNow(fmt.Errorf("%w: no bytes for %v", ErrIdleTimeout, tl.d))
-			case writeTimeout:
-				c.closeNow(fmt.Errorf("%w: output stalled for %v with %d bytes pending", ErrWriteTimeout, tl.d, c.Buffered()))
-			case lingerTimeout:
-				c.lingerExpired()
-			}
+			c.timedOut(tl.kind, tl.d)
 			if tl.head == c {
 				tl.remove(c) // closeNow unlinks; this guards against a loop
 			}
@@ -200,8 +313,24 @@ func (l *EventLoop) expireTimeouts() {
 	}
 }
 
+// timedOut ends c, whose timeout of kind, lasting d, has passed. Should a
+// kind leave c open, c is taken off that timeout's list: it fires once.
+func (c *Conn) timedOut(kind int, d time.Duration) {
+	switch kind {
+	case idleTimeout:
+		c.closeNow(fmt.Errorf("%w: no bytes for %v", ErrIdleTimeout, d))
+	case writeTimeout:
+		c.closeNow(fmt.Errorf("%w: output stalled for %v with %d bytes pending", ErrWriteTimeout, d, c.Buffered()))
+	case lingerTimeout:
+		c.lingerExpired()
+	}
+}
+
 // setTimeout sets (d > 0) or clears (d == 0) one of c's timeouts, counting
 // from now. Loop goroutine.
+//
+// Only an open connection takes one: a lingering connection has only its
+// linger deadline (startLinger), and a closed one none.
 func (c *Conn) setTimeout(kind int, d time.Duration) {
 	if c.state != connOpen {
 		return
@@ -219,8 +348,8 @@ func (c *Conn) setTimeout(kind int, d time.Duration) {
 	if d == 0 {
 		return
 	}
-	if kind == idleTimeout || c.waitW {
-		c.loop.timeoutList(kind, d).pushBack(c)
+	if kind != writeTimeout || c.waitW {
+		c.loop.tmo.list(kind, d).pushBack(c)
 	}
 }
 
@@ -232,7 +361,7 @@ func (c *Conn) startLinger(d time.Duration) {
 	}
 	c.tmo.lingered = 0
 	c.tmo.d[lingerTimeout] = d
-	c.loop.timeoutList(lingerTimeout, d).pushBack(c)
+	c.loop.tmo.list(lingerTimeout, d).pushBack(c)
 }
 
 // touch records activity: bytes moved in either direction. It restarts the
@@ -260,7 +389,7 @@ func (c *Conn) writePending(pending bool) {
 	ln := &t.link[writeTimeout]
 	switch {
 	case pending && ln.list == nil:
-		c.loop.timeoutList(writeTimeout, t.d[writeTimeout]).pushBack(c)
+		c.loop.tmo.list(writeTimeout, t.d[writeTimeout]).pushBack(c)
 	case !pending && ln.list != nil:
 		ln.list.remove(c)
 	}

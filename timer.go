@@ -5,6 +5,7 @@
 package reactor
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -42,71 +43,29 @@ func (t *Timer) Stop() bool {
 	return false
 }
 
-// timerHeap is a binary min-heap of timers ordered by (when, seq). Written by
-// hand rather than with container/heap to keep the loop free of interface
-// boxing and to maintain Timer.index for compaction.
-type timerHeap []*Timer
-
-func (h timerHeap) less(i, j int) bool {
-	if h[i].when != h[j].when {
-		return h[i].when < h[j].when
+// deadlineAfter returns now + d, the deadline d after now on a loop's
+// clock, or math.MaxInt64 where the sum would overflow. Programs pass
+// math.MaxInt64 for "never"; summed with a clock past zero it would wrap to
+// a deadline in the past and fire at once. Saturated, it lands 292 years
+// after the clock's origin: never, for the clocks loops run on (monotonic
+// time since the process started, virtual time from zero). now and d must
+// not be negative.
+func deadlineAfter(now, d time.Duration) time.Duration {
+	if d > math.MaxInt64-now {
+		return math.MaxInt64
 	}
-	return h[i].seq < h[j].seq
+	return now + d
 }
 
-func (h timerHeap) swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
+// timerHeap is the loop's pending timers, by deadline and then AfterFunc
+// order: a deadlineHeap of its own type for compact, which only timers
+// need.
+type timerHeap deadlineHeap[*Timer]
 
-func (h *timerHeap) push(t *Timer) {
-	t.index = len(*h)
-	*h = append(*h, t)
-	h.up(t.index)
-}
+func (h *timerHeap) push(t *Timer) { (*deadlineHeap[*Timer])(h).push(t.when, t.seq, &t.index, t) }
 
 // pop removes and returns the earliest timer. The heap must not be empty.
-func (h *timerHeap) pop() *Timer {
-	old := *h
-	last := len(old) - 1
-	old.swap(0, last)
-	t := old[last]
-	old[last] = nil // let the collector have it
-	*h = old[:last]
-	h.down(0)
-	t.index = -1
-	return t
-}
-
-func (h timerHeap) up(i int) {
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !h.less(i, parent) {
-			return
-		}
-		h.swap(i, parent)
-		i = parent
-	}
-}
-
-func (h timerHeap) down(i int) {
-	n := len(h)
-	for {
-		smallest := i
-		if l := 2*i + 1; l < n && h.less(l, smallest) {
-			smallest = l
-		}
-		if r := 2*i + 2; r < n && h.less(r, smallest) {
-			smallest = r
-		}
-		if smallest == i {
-			return
-		}
-		h.swap(i, smallest)
-		i = smallest
-	}
-}
+func (h *timerHeap) pop() *Timer { return (*deadlineHeap[*Timer])(h).remove(0) }
 
 // compact drops stopped timers and restores the heap order. The loop calls
 // it when stopped timers make up most of the heap, so a program that
@@ -115,18 +74,132 @@ func (h timerHeap) down(i int) {
 func (h *timerHeap) compact() int {
 	kept := (*h)[:0]
 	dropped := 0
-	for _, t := range *h {
-		if t.state.Load() == timerStopped {
+	for _, e := range *h {
+		if e.item.state.Load() == timerStopped {
+			*e.index = -1
 			dropped++
 			continue
 		}
-		t.index = len(kept)
-		kept = append(kept, t)
+		*e.index = len(kept)
+		kept = append(kept, e)
 	}
 	clear((*h)[len(kept):])
 	*h = kept
-	for i := len(kept)/2 - 1; i >= 0; i-- {
+	deadlineHeap[*Timer](kept).heapify()
+	return dropped
+}
+
+// deadlineHeap is a binary min-heap of items by deadline, equal deadlines
+// by seq: the loop's timers, and its timeout lists (timeout.go). Each entry
+// carries the item's key, so that ordering reads no item, and a pointer to
+// the item's record of its own position, kept up to date (-1 once the item
+// is out) so that an item can be moved (update) or taken out (remove) where
+// it stands. Written by hand rather than with container/heap to keep the
+// loop free of interface boxing; and with entries rather than items that
+// order themselves, because generic code calls a type parameter's methods
+// indirectly (measured: push and pop five times slower). Owned by the loop
+// goroutine.
+type deadlineHeap[T any] []heapEntry[T]
+
+type heapEntry[T any] struct {
+	when  time.Duration
+	seq   uint64
+	index *int // the item's position field
+	item  T
+}
+
+// before reports whether entry e comes out before entry f.
+func (e *heapEntry[T]) before(f *heapEntry[T]) bool {
+	if e.when != f.when {
+		return e.when < f.when
+	}
+	return e.seq < f.seq
+}
+
+// put stores e at position i and tells its item.
+func (h deadlineHeap[T]) put(i int, e heapEntry[T]) {
+	h[i] = e
+	*e.index = i
+}
+
+// push adds item with its key; index is where the item records its
+// position.
+func (h *deadlineHeap[T]) push(when time.Duration, seq uint64, index *int, item T) {
+	*index = len(*h)
+	*h = append(*h, heapEntry[T]{when: when, seq: seq, index: index, item: item})
+	h.up(*index)
+}
+
+// remove takes out and returns the item at position i, which must exist.
+func (h *deadlineHeap[T]) remove(i int) T {
+	old := *h
+	last := len(old) - 1
+	e := old[i]
+	if i < last {
+		old.put(i, old[last])
+	}
+	old[last] = heapEntry[T]{} // let the collector have the item
+	*h = old[:last]
+	if i < last {
+		h.fix(i)
+	}
+	*e.index = -1
+	return e.item
+}
+
+// update gives the item at position i a new deadline.
+func (h deadlineHeap[T]) update(i int, when time.Duration) {
+	h[i].when = when
+	h.fix(i)
+}
+
+// fix restores the order around position i.
+func (h deadlineHeap[T]) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+// heapify orders the entries from scratch, in linear time.
+func (h deadlineHeap[T]) heapify() {
+	for i := len(h)/2 - 1; i >= 0; i-- {
 		h.down(i)
 	}
-	return dropped
+}
+
+// up and down move the entry at i to its place, moving the others it
+// passes rather than swapping, which writes each entry once. down reports
+// whether the entry moved.
+func (h deadlineHeap[T]) up(i int) {
+	e := h[i]
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !e.before(&h[parent]) {
+			break
+		}
+		h.put(i, h[parent])
+		i = parent
+	}
+	h.put(i, e)
+}
+
+func (h deadlineHeap[T]) down(i int) bool {
+	start, n := i, len(h)
+	e := h[i]
+	for {
+		child := 2*i + 1
+		if child >= n {
+			break
+		}
+		if r := child + 1; r < n && h[r].before(&h[child]) {
+			child = r
+		}
+		if !h[child].before(&e) {
+			break
+		}
+		h.put(i, h[child])
+		i = child
+	}
+	h.put(i, e)
+	return i > start
 }
