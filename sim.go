@@ -210,7 +210,8 @@ func (s *Sim) Dispatcher() (Dispatcher, error) {
 // (OnClose runs with a nil error) and Serve returns. Unlike Shutdown it
 // cannot hang: in a simulation nothing happens while the test waits in
 // stop, so if the shutdown stalls (output waiting for a client whose
-// receive window is full, say) stop closes what is left at once, as
+// receive window and the server's send buffer are full, say) stop closes
+// what is left at once, as
 // Server.Close does, and returns an error saying how many connections it
 // closed that way. Otherwise it returns Serve's error if that is not
 // ErrServerClosed (an event loop failed), or nil. stop does not move the
@@ -387,8 +388,9 @@ func (s *Sim) OpenFDs() []int { return s.k.OpenFDs() }
 // if the loop was given work from elsewhere (Submit, AfterFunc, a Write
 // from another loop) or "timeout" if it woke for a timer. Besides turns,
 // reads and writes there are dial, accept, shutdown, close, reset (with
-// its cause), fault (an injected fault fired: its id, error and
-// operation), note (the server's callbacks, high and low water, handler
+// its cause and, if any, how many bytes in flight it lost: "reset c1 fd=5
+// close with unread data, 13040 bytes in flight lost"), fault (an
+// injected fault fired: its id, error and operation), note (the server's callbacks, high and low water, handler
 // panics, and Tracef) and poller (a loop's Dispatcher created or closed)
 // lines. An error is shown by its errno name (EAGAIN, ECONNRESET).
 func (s *Sim) Trace() string { return s.k.TraceText() }

@@ -100,6 +100,15 @@ func (p *pair) waitClient(t *testing.T) {
 	p.wait(t, unix.PollFd{Fd: int32(p.cliFD), Events: unix.POLLIN})
 }
 
+// waitReset waits until the RST has reached fd: poll(2) reports POLLERR
+// and POLLHUP whatever the events asked for, and a reset socket has both
+// (POLLHUP stays after the error is read). Readable is not enough where
+// bytes or a FIN were there before the RST: a write could come first.
+func (p *pair) waitReset(t *testing.T, fd int) {
+	t.Helper()
+	p.wait(t, unix.PollFd{Fd: int32(fd)})
+}
+
 // closeServer closes the server end.
 func (p *pair) closeServer(t *testing.T) {
 	t.Helper()
@@ -305,7 +314,7 @@ func TestCompareWithLoopback(t *testing.T) {
 				p.waitClient(t)
 				p.waitServer(t)
 				require.NoError(t, p.cli.Close())
-				p.waitServer(t)
+				p.waitReset(t, p.fd)
 				got := p.drainServer(t)
 				assert.Equal(t, request, got.data)
 				assert.Equal(t, []string{"ECONNRESET", "EOF", "EOF"}, got.ends)
@@ -320,7 +329,7 @@ func TestCompareWithLoopback(t *testing.T) {
 				p.send(t, request)
 				p.waitServer(t)
 				require.NoError(t, p.cli.Abort())
-				p.waitServer(t)
+				p.waitReset(t, p.fd)
 				assert.Equal(t, []string{"ECONNRESET", "EPIPE"}, writeResults(2, func(b []byte) (int, error) { return p.k.Write(p.fd, b) }))
 				got := p.drainServer(t)
 				assert.Equal(t, request, got.data)
@@ -370,6 +379,7 @@ func TestCompareWithLoopback(t *testing.T) {
 				require.NoError(t, p.k.Shutdown(p.fd, unix.SHUT_WR))
 				p.waitClient(t)
 				p.closeServer(t)
+				p.waitReset(t, p.cliFD)
 				got := p.drainClient(t)
 				assert.Equal(t, reply, got.data)
 				assert.Equal(t, []string{"EOF", "EOF"}, got.ends)
@@ -384,10 +394,10 @@ func TestCompareWithLoopback(t *testing.T) {
 			run: func(t *testing.T, p *pair, _ bool) {
 				p.send(t, request)
 				require.NoError(t, p.cli.Close())
-				p.waitServer(t)
+				p.wait(t, unix.PollFd{Fd: int32(p.fd), Events: unix.POLLRDHUP}) // the FIN has arrived
 				write := func(b []byte) (int, error) { return p.k.Write(p.fd, b) }
 				assert.Equal(t, []string{"ok"}, writeResults(1, write))
-				p.waitServer(t)
+				p.waitReset(t, p.fd)
 				assert.Equal(t, []string{"EPIPE", "EPIPE"}, writeResults(2, write))
 				got := p.drainServer(t)
 				assert.Equal(t, request, got.data)

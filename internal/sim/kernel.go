@@ -22,8 +22,9 @@ var _ kernel.Interface = (*Kernel)(nil)
 // Default values of Config fields left zero.
 const (
 	// DefaultReceiveBuffer is the size of each endpoint's receive buffer:
-	// how many bytes may be in flight towards it before writes to it come up
-	// short and then fail with EAGAIN.
+	// how many bytes written to it arrive before the rest waits in the
+	// writer's send buffer (and a writer with a full send buffer gets short
+	// counts, then EAGAIN).
 	DefaultReceiveBuffer = 64 << 10
 	// DefaultSendBuffer is the size of each server-side TCP descriptor's
 	// send buffer: how many bytes a write accepts beyond the peer's free
