@@ -200,7 +200,7 @@ func (k *Kernel) faultLocked(op Op, f *file, short bool) *faultState {
 func (k *Kernel) injectErrLocked(op Op, f *file, errno unix.Errno) unix.Errno {
 	if f.kind == fileSocket && (errno == unix.ECONNRESET || errno == unix.EPIPE) && !f.ep.reset {
 		e, p := f.ep, f.ep.peer
-		finE, finP := e.peerFinished(), p.peerFinished() // before either changes
+		finE, finP := e.finArrived(), p.finArrived() // before either changes
 		lost := e.receiveReset(finE) + p.receiveReset(finP)
 		e.err = 0 // this call reports it
 		if op == OpRead {

@@ -55,7 +55,10 @@ type connection struct {
 //     reports it. If the peer's FIN had arrived before the RST (CLOSE_WAIT),
 //     Linux sets EPIPE instead of ECONNRESET and reads return EOF without
 //     reporting it (tcp_recvmsg checks the FIN's SOCK_DONE first), so only
-//     a write sees it: err is then EPIPE, which reads never report.
+//     a write sees it: err is then EPIPE, which reads never report. A
+//     socketpair's reset (its peer closed with unread bytes) is always
+//     ECONNRESET, and only reads report it: a write finds the peer gone
+//     first and fails with EPIPE, as unix_stream_sendmsg does.
 type endpoint struct {
 	conn   *connection
 	peer   *endpoint
@@ -137,7 +140,7 @@ func (e *endpoint) readiness(interest uint32) uint32 {
 // goes into the trace, with the count of bytes in flight lost, if any.
 func (k *Kernel) resetLocked(e *endpoint, cause string) {
 	p := e.peer
-	fin := p.peerFinished() // before e changes: did e's FIN reach p?
+	fin := p.finArrived() // before e changes
 	lost := e.sendq.Len()
 	e.reset, e.err = true, 0
 	e.recv.clear()
@@ -146,11 +149,17 @@ func (k *Kernel) resetLocked(e *endpoint, cause string) {
 	k.recordResetLocked(e, cause, lost)
 }
 
+// finArrived reports whether, for an RST arriving now, e counts as having
+// received the peer's FIN (TCP's CLOSE_WAIT, where Linux makes the reset
+// EPIPE; see endpoint). AF_UNIX has no such state: a socketpair's reset is
+// always ECONNRESET.
+func (e *endpoint) finArrived() bool { return !e.conn.unixPair && e.peerFinished() }
+
 // receiveReset applies an RST arriving at e, as Linux's tcp_reset does: e's
 // bytes in flight are dropped, what e has received stays readable, and e
 // gets a pending error (see endpoint): ECONNRESET, or EPIPE if the peer's
-// FIN had arrived (fin). A closed end keeps no error. It returns how many
-// bytes in flight were dropped.
+// FIN had arrived (fin, from finArrived). A closed end keeps no error. It
+// returns how many bytes in flight were dropped.
 func (e *endpoint) receiveReset(fin bool) int {
 	lost := e.sendq.Len()
 	e.sendq.clear()
@@ -319,11 +328,13 @@ func (k *Kernel) writeLocked(fd int, iov [][]byte) (int, unix.Errno) {
 	if errno == 0 {
 		e := f.ep
 		switch {
+		case e.conn.unixPair && (e.peer.closed || e.peer.rdShut):
+			// unix_stream_sendmsg checks the peer before any pending
+			// error, which it leaves for read.
+			errno = unix.EPIPE
 		case e.err != 0:
 			errno, e.err = e.err, 0
 		case e.reset || e.wrShut:
-			errno = unix.EPIPE
-		case e.conn.unixPair && (e.peer.closed || e.peer.rdShut):
 			errno = unix.EPIPE
 		}
 	}
