@@ -390,9 +390,10 @@ func (s *Sim) OpenFDs() []int { return s.k.OpenFDs() }
 // reads and writes there are dial, accept, shutdown, close, reset (with
 // its cause and, if any, how many bytes in flight it lost: "reset c1 fd=5
 // close with unread data, 13040 bytes in flight lost"), fault (an
-// injected fault fired: its id, error and operation), note (the server's callbacks, high and low water, handler
-// panics, and Tracef) and poller (a loop's Dispatcher created or closed)
-// lines. An error is shown by its errno name (EAGAIN, ECONNRESET).
+// injected fault fired: its id, error and operation), note (the server's
+// callbacks, high and low water, handler panics, and Tracef) and poller (a
+// loop's Dispatcher created or closed) lines. An error is shown by its
+// errno name (EAGAIN, ECONNRESET).
 func (s *Sim) Trace() string { return s.k.TraceText() }
 
 // SetTrace turns the trace on or off; lines recorded so far are kept. See

@@ -114,8 +114,8 @@ func (e *endpoint) failed() bool {
 // Read|Write regardless of interest (EPOLLERR/EPOLLHUP); otherwise readable
 // (bytes, the peer's FIN, or reading shut down) and writable (room at the
 // peer or in our send buffer, or a write that would not block because it
-// fails or is dropped) filtered by interest. A mere peer half-close is therefore reported only to
-// Read interest, like EPOLLIN on FIN.
+// fails or is dropped) filtered by interest. A mere peer half-close is
+// therefore reported only to Read interest, like EPOLLIN on FIN.
 func (e *endpoint) readiness(interest uint32) uint32 {
 	if e.failed() {
 		return Read | Write
