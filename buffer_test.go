@@ -39,6 +39,7 @@ func (enosysKernel) Writev(int, [][]byte) (int, error)      { return 0, unix.ENO
 func (enosysKernel) Shutdown(int, int) error                { return unix.ENOSYS }
 func (enosysKernel) Close(int) error                        { return unix.ENOSYS }
 func (enosysKernel) SetsockoptInt(int, int, int, int) error { return unix.ENOSYS }
+func (enosysKernel) SetLinger(int, int) error               { return unix.ENOSYS }
 func (enosysKernel) Getsockname(int) (unix.Sockaddr, error) { return nil, unix.ENOSYS }
 func (enosysKernel) Getpeername(int) (unix.Sockaddr, error) { return nil, unix.ENOSYS }
 func (enosysKernel) Now() time.Duration                     { return 0 }

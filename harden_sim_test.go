@@ -160,7 +160,12 @@ const simShutdownTimeout = 20 * time.Second
 // checked: every connection opened was closed, every callback in order.
 func startSim(t *testing.T, seed int64, rec *recorder, opts ...Option) *simRig {
 	t.Helper()
-	s := NewSim(seed)
+	return startSimOn(t, NewSim(seed), rec, opts...)
+}
+
+// startSimOn is startSim over a simulation the caller configured.
+func startSimOn(t *testing.T, s *Sim, rec *recorder, opts ...Option) *simRig {
+	t.Helper()
 	all := append([]Option{WithDispatcher(s.Dispatcher), WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	srv, err := NewServer(simAddr, rec, all...)
 	require.NoError(t, err)
@@ -343,8 +348,10 @@ func TestSimWriteTimeout(t *testing.T) {
 			open: func(c *Conn) { _, _ = c.Write(make([]byte, 100<<10)) }, want: d,
 		},
 		{
+			// More than the window and the server's send buffer (16 KiB),
+			// so that output waits in the server.
 			name: "progress restarts it", opts: []Option{WithWriteTimeout(d)}, window: 1000,
-			open: func(c *Conn) { _, _ = c.Write(make([]byte, 10_000)) }, read: 3 * time.Second, want: 3*time.Second + d,
+			open: func(c *Conn) { _, _ = c.Write(make([]byte, 40_000)) }, read: 3 * time.Second, want: 3*time.Second + d,
 		},
 		{
 			name: "no pending output never times out", opts: []Option{WithWriteTimeout(d)}, window: 1000,
@@ -352,15 +359,15 @@ func TestSimWriteTimeout(t *testing.T) {
 		},
 		{
 			name: "per-connection timeout", window: 0,
-			open: func(c *Conn) { c.SetWriteTimeout(2 * time.Second); _, _ = c.Write(make([]byte, 100)) }, want: 2 * time.Second,
+			open: func(c *Conn) { c.SetWriteTimeout(2 * time.Second); _, _ = c.Write(make([]byte, 100<<10)) }, want: 2 * time.Second,
 		},
 		{
 			name: "per-connection off", opts: []Option{WithWriteTimeout(d)}, window: 0,
-			open: func(c *Conn) { c.SetWriteTimeout(0); _, _ = c.Write(make([]byte, 100)) },
+			open: func(c *Conn) { c.SetWriteTimeout(0); _, _ = c.Write(make([]byte, 100<<10)) },
 		},
 		{
 			name: "off by default", window: 0,
-			open: func(c *Conn) { _, _ = c.Write(make([]byte, 100)) },
+			open: func(c *Conn) { _, _ = c.Write(make([]byte, 100<<10)) },
 		},
 	}
 	for _, tt := range tests {
@@ -762,7 +769,8 @@ func TestSimCloseReasonCounters(t *testing.T) {
 
 // cmdHandler obeys the first message of a connection: "close" closes it,
 // "closewrite" half-closes it, "idle" gives it a 1s idle timeout, "flood"
-// writes 10 KiB under a 1s write timeout, "hold..." keeps its input,
+// writes 100 KiB (more than a client's window and the server's send buffer
+// take) under a 1s write timeout, "hold..." keeps its input,
 // "panic" panics; anything else is echoed.
 func cmdHandler(c *Conn, in *Buffer) {
 	msg := string(in.Bytes())
@@ -779,7 +787,7 @@ func cmdHandler(c *Conn, in *Buffer) {
 	case msg == "flood":
 		in.Discard(in.Len())
 		c.SetWriteTimeout(time.Second)
-		_, _ = c.Write(make([]byte, 10<<10))
+		_, _ = c.Write(make([]byte, 100<<10))
 	case strings.HasPrefix(msg, "hold"):
 	case msg == "panic":
 		panic(panicValue)
@@ -888,7 +896,9 @@ func TestSimStatsCounters(t *testing.T) {
 // few: activity moves a connection within a list, it never schedules.
 func TestSimTimeoutsCostNoTimer(t *testing.T) {
 	rec := newRecorder()
-	r := startSim(t, 9, rec, WithLoops(1), WithIdleTimeout(time.Minute), WithWriteTimeout(time.Minute))
+	// No send buffer, so that the output beyond the client's window waits
+	// in the server and the write timeout runs.
+	r := startSimOn(t, NewSim(9, SimSendBuffer(-1)), rec, WithLoops(1), WithIdleTimeout(time.Minute), WithWriteTimeout(time.Minute))
 	var cls []*sim.Conn
 	for range 20 {
 		cl, _ := r.dialOpen()

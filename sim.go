@@ -43,18 +43,29 @@ import (
 // # What is simulated
 //
 // Listening sockets with accept queues; TCP connections whose two ends each
-// have a bounded receive buffer (SimReceiveWindow, 64 KiB by default), so
-// that the server's writes come up short, then block (EAGAIN), when the
-// client does not read; FIN (CloseWrite, Close) read as EOF after the bytes
-// before it; RST (Reset, or closing with unread bytes) reported once as
-// ECONNRESET; descriptors handed out lowest first and reused at once, as
-// Linux does, with an optional limit (SetFDLimit) that makes accept fail
-// with EMFILE. A Dial is established at once and what a client writes
-// arrives at once (as far as the server's receive buffer allows; the rest
-// waits in the client, see SimConn.Pending). Latency, packet loss and
+// have a bounded receive buffer (SimReceiveWindow, 64 KiB by default), and
+// whose server end has a bounded send buffer (SimSendBuffer, 16 KiB by
+// default): what the server writes beyond the client's free window waits
+// there, in flight, until the client reads, and once both are full the
+// server's writes come up short, then block (EAGAIN). FIN (CloseWrite,
+// Close) is read as EOF after the bytes before it. RST is modelled as
+// Linux has it: closing a socket with unread input (or with SO_LINGER 0)
+// sends RST instead of FIN, and the bytes still in flight from it are lost
+// (SimConn.InFlight shows how many); the end that receives the RST still
+// reads what had reached it, then ECONNRESET once, then EOF, and its
+// writes fail with ECONNRESET once, then EPIPE. (Where the RST follows the
+// peer's FIN, Linux reports EPIPE, and only to writes: reads return EOF.
+// That is what a server sees when it writes to a client that has closed.)
+// Descriptors are handed out lowest first and reused at once, as Linux
+// does, with an optional limit (SetFDLimit) that makes accept fail with
+// EMFILE. A Dial is established at once and what a client writes arrives
+// at once (as far as the server's receive buffer allows; the rest waits in
+// the client, see SimConn.Pending). Latency, packet loss and
 // retransmission are not simulated: they are invisible to a server anyway,
 // which only sees reads and writes succeed, come up short or fail, and
-// those Fault injects.
+// those Fault injects. internal/sim's comparison test runs the same
+// scripts over loopback and over the simulation and checks that they
+// agree.
 //
 // # Driving it
 //
@@ -124,13 +135,34 @@ type Sim struct {
 type SimOption func(*sim.Config)
 
 // SimReceiveWindow sets the size in bytes of the receive buffer of each
-// end of each new connection, in both directions: how much a server can
-// write to a client that does not read before its writes come up short and
-// then fail with EAGAIN, and how much a client's writes deliver before the
-// rest waits for the server to read. n ≤ 0 means the default, 64 KiB. A
-// single client's window is changed with SimConn.SetReceiveWindow.
+// end of each new connection, in both directions: how much of what a
+// server writes reaches a client that does not read (the rest waits in the
+// server's send buffer, see SimSendBuffer), and how much a client's writes
+// deliver before the rest waits for the server to read. n ≤ 0 means the
+// default, 64 KiB. A single client's window is changed with
+// SimConn.SetReceiveWindow.
 func SimReceiveWindow(n int) SimOption {
 	return func(c *sim.Config) { c.ReceiveBuffer = n }
+}
+
+// SimSendBuffer sets the size in bytes of the send buffer of the server's
+// end of each new connection: how many bytes a write takes beyond the
+// client's free receive window. They are in flight: written as far as the
+// server can tell, but not yet received, and they move into the client's
+// receive buffer as it reads. A reset loses them, as on Linux, which is
+// how a server that closes a connection with unread input (so the kernel
+// sends RST) loses the end of its reply; see Sim. A server's writes to a
+// client that does not read come up short, then fail with EAGAIN, once the
+// window and the send buffer are both full.
+//
+// n = 0 means the default, 16 KiB: Linux's initial SO_SNDBUF. (Linux grows
+// a connection's send buffer as it runs, to megabytes over loopback, so
+// far more can be lost there; the default stays small so that a test
+// reaches backpressure with little data.) n < 0 means none: a write takes
+// exactly the client's free window and nothing is ever in flight, the
+// simplest model for a test that counts bytes through backpressure.
+func SimSendBuffer(n int) SimOption {
+	return func(c *sim.Config) { c.SendBuffer = n }
 }
 
 // SimTrace turns the trace on (the default) or off from the start. The
@@ -181,7 +213,8 @@ func (s *Sim) Dispatcher() (Dispatcher, error) {
 // that far if it must, as real time would pass, but no further. Unlike
 // Shutdown it cannot hang: in a simulation nothing happens while the test
 // waits in stop, so if the shutdown stalls (output waiting for a client
-// whose receive window is full, say) stop closes what is left at once, as
+// whose receive window and the server's send buffer are full, say) stop
+// closes what is left at once, as
 // Server.Close does, and returns an error saying how many connections it
 // closed that way. Otherwise it returns Serve's error if that is not
 // ErrServerClosed (an event loop failed), or nil. It may be called more than
@@ -354,10 +387,12 @@ func (s *Sim) OpenFDs() []int { return s.k.OpenFDs() }
 // if the loop was given work from elsewhere (Submit, AfterFunc, a Write
 // from another loop) or "timeout" if it woke for a timer. Besides turns,
 // reads and writes there are dial, accept, shutdown, close, reset (with
-// its cause), fault (an injected fault fired: its id, error and
-// operation), note (the server's callbacks, high and low water, handler
-// panics, and Tracef) and poller (a loop's Dispatcher created or closed)
-// lines. An error is shown by its errno name (EAGAIN, ECONNRESET).
+// its cause and, if any, how many bytes in flight it lost: "reset c1 fd=5
+// close with unread data, 13040 bytes in flight lost"), fault (an
+// injected fault fired: its id, error and operation), note (the server's
+// callbacks, high and low water, handler panics, and Tracef) and poller (a
+// loop's Dispatcher created or closed) lines. An error is shown by its
+// errno name (EAGAIN, ECONNRESET).
 func (s *Sim) Trace() string { return s.k.TraceText() }
 
 // SetTrace turns the trace on or off; lines recorded so far are kept. See
@@ -383,10 +418,12 @@ type SimConn struct {
 // Write sends p and returns len(p), nil. It never comes up short: what
 // does not fit in the server's receive buffer waits in the client (see
 // Pending) and is delivered as the server reads. It fails with
-// net.ErrClosed after Close or Reset; with syscall.ECONNRESET once after
-// the connection was reset, then syscall.EPIPE; with EPIPE after
-// CloseWrite. Writing to a server that has closed the connection succeeds,
-// as on a real network, and resets it.
+// net.ErrClosed after Close or Reset; after the connection was reset, with
+// syscall.ECONNRESET once (unless Read reported it first), then
+// syscall.EPIPE; with EPIPE after CloseWrite. Writing to a server that has
+// closed the connection succeeds, as on a real network, and resets it;
+// since the server's FIN came first, the client then reads what is left,
+// then io.EOF, and its writes fail with EPIPE, as on Linux.
 func (c *SimConn) Write(p []byte) (int, error) { return c.c.Write(p) }
 
 // WriteString is Write with a string.
@@ -396,8 +433,11 @@ func (c *SimConn) WriteString(s string) (int, error) { return c.c.Write([]byte(s
 // never blocks: with nothing to read it returns 0 and syscall.EAGAIN, as a
 // non-blocking socket does (drive the simulation to let the server send
 // more). It returns io.EOF once the server's FIN has arrived and every
-// byte before it has been read; after a reset, syscall.ECONNRESET once,
-// then io.EOF; after Close or Reset, net.ErrClosed.
+// byte before it has been read. After a reset it still returns the bytes
+// that arrived before it, then syscall.ECONNRESET once (unless Write
+// reported it first, or the server's FIN had arrived before the RST), then
+// io.EOF, as on Linux. After Close or Reset it returns net.ErrClosed.
+// Reading makes room for the server's bytes in flight, which move in.
 func (c *SimConn) Read(p []byte) (int, error) {
 	n, err := c.c.Read(p)
 	if n == 0 && err == nil && len(p) > 0 {
@@ -406,10 +446,11 @@ func (c *SimConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadAll returns every byte the server has sent that has not been read
-// yet, or nil. Unlike io.ReadAll it does not wait for EOF: it takes what
-// has arrived, so call it after driving the simulation. It reports no
-// error; EOF and WasReset tell how the connection ended.
+// ReadAll returns every byte the server has sent that has arrived and not
+// been read yet, or nil. Unlike io.ReadAll it does not wait for EOF: it
+// takes what has arrived, so call it after driving the simulation (or
+// again: taking what had arrived lets the server's bytes in flight in). It
+// reports no error; EOF and WasReset tell how the connection ended.
 func (c *SimConn) ReadAll() []byte { return c.c.ReadAll() }
 
 // Buffered returns how many bytes from the server have arrived and not
@@ -420,14 +461,21 @@ func (c *SimConn) Buffered() int { return c.c.Buffered() }
 // server's receive buffer is full: the server has not read them yet.
 func (c *SimConn) Pending() int { return c.c.Pending() }
 
+// InFlight returns how many bytes the server has written that wait in its
+// socket's send buffer because this client's receive window is full (see
+// SimSendBuffer): written as far as the server can tell, not yet received,
+// and lost if the connection is reset now.
+func (c *SimConn) InFlight() int { return c.c.InFlight() }
+
 // EOF reports whether the server has finished sending in order: it closed
 // the connection or half-closed it (Conn.CloseWrite), and the connection
 // was not reset. Bytes sent before may still be waiting to be read.
 func (c *SimConn) EOF() bool { return c.c.EOF() }
 
 // WasReset reports whether the connection has been reset (RST): by Reset,
-// by the server (closing it with unread input, as Linux does), or by an
-// injected syscall.ECONNRESET or EPIPE.
+// by the server (closing it with unread input or with SO_LINGER 0, as
+// Linux does), by a write to an end that had closed, or by an injected
+// syscall.ECONNRESET or EPIPE.
 func (c *SimConn) WasReset() bool { return c.c.WasReset() }
 
 // CloseWrite half-closes the connection: the server reads EOF after
@@ -437,23 +485,27 @@ func (c *SimConn) WasReset() bool { return c.c.WasReset() }
 func (c *SimConn) CloseWrite() error { return c.c.CloseWrite() }
 
 // Close closes the client's end. The server reads what was sent, then EOF;
-// but if bytes from the server were left unread, the connection is reset
-// instead (RST, as Linux does), and the server's next read or write fails
-// with syscall.ECONNRESET. It returns net.ErrClosed when repeated.
+// but if bytes from the server were left unread (or in flight), the
+// connection is reset instead (RST, as Linux does): what the client had
+// written and the server not yet received is lost, and the server reads
+// what had reached it, then syscall.ECONNRESET (a write reports it too,
+// whichever comes first). It returns net.ErrClosed when repeated.
 func (c *SimConn) Close() error { return c.c.Close() }
 
 // Reset aborts the connection (RST, as a close with SO_LINGER 0 does):
-// bytes not yet read at either end are lost and the server's next read or
-// write fails with syscall.ECONNRESET, so OnClose receives an error
-// wrapping it. The SimConn is closed afterwards. It returns net.ErrClosed
-// after Close or Reset.
+// what the client had not read, or had written and the server not yet
+// received, is lost, and so are the server's bytes in flight. The server
+// reads what had reached it, then fails with syscall.ECONNRESET (so
+// OnClose receives an error wrapping it), as do its writes. The SimConn is
+// closed afterwards. It returns net.ErrClosed after Close or Reset.
 func (c *SimConn) Reset() error { return c.c.Reset() }
 
-// SetReceiveWindow sets how many bytes the server can have in flight to
-// this client before its writes come up short and then block (EAGAIN):
-// a small window makes a slow reader, 0 one that reads nothing, until the
-// test reads (Read, ReadAll) or widens the window. Bytes already received
-// stay.
+// SetReceiveWindow sets how many bytes this client's receive buffer holds:
+// what the server writes beyond it waits in the server's send buffer (see
+// SimSendBuffer), and once that is full too the server's writes come up
+// short and then block (EAGAIN). A small window makes a slow reader, 0 one
+// that reads nothing, until the test reads (Read, ReadAll) or widens the
+// window. Bytes already received stay.
 func (c *SimConn) SetReceiveWindow(n int) { c.c.SetReceiveWindow(n) }
 
 // LocalAddr returns the client's address (*net.TCPAddr): what the server's
@@ -528,8 +580,11 @@ func (o FaultOp) String() string {
 //	// One accept in ten fails with EMFILE.
 //	s.Inject(reactor.Fault{Op: reactor.FaultAccept, Err: syscall.EMFILE, Probability: 0.1})
 //
-// Errors: syscall.ECONNRESET and EPIPE reset the connection, as a real
-// reset would (the client sees it too, and later calls see EOF and EPIPE).
+// Errors: syscall.ECONNRESET and EPIPE reset the connection, as RSTs
+// crossing would: each end keeps what it had received and loses its bytes
+// in flight; the client reads what it had, then ECONNRESET; on the server
+// later reads see EOF (after a failed write, the bytes that had arrived
+// first) and writes EPIPE.
 // Every other error is transient and changes nothing: EAGAIN and EINTR (the
 // server must try again later), EMFILE or ENFILE on accept (the connection
 // stays queued), ECONNABORTED on accept, and so on.

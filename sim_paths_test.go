@@ -82,7 +82,9 @@ func since(s *reactor.Sim, n int) []string { return traceLines(s)[n:] }
 // client reads the loop is woken for writing and sends more, and once the
 // output is drained OnWriteComplete runs, once, and EventWrite is dropped.
 func TestSimPartialWriteDrainsThroughEventWrite(t *testing.T) {
-	s := reactor.NewSim(1)
+	// No send buffer: a write takes exactly the client's window, so the
+	// output beyond it waits in the server, where this test looks.
+	s := reactor.NewSim(1, reactor.SimSendBuffer(-1))
 	var log simLog
 	reply := []byte(strings.Repeat("0123456789", 2) + "abcde") // 25 bytes
 	simServe(t, s, log.handler(func(c *reactor.Conn, in *reactor.Buffer) {
@@ -147,7 +149,9 @@ func (h simWatermarks) OnLowWater(c *reactor.Conn, buffered int)  { h.log.add("l
 // output drains to half the mark, reading resumes and the handler is told
 // again. Nothing is lost or reordered.
 func TestSimHighWaterPausesReadingAndResumes(t *testing.T) {
-	s := reactor.NewSim(1)
+	// No send buffer: a write takes exactly the client's window, so the
+	// output beyond it waits in the server, where this test looks.
+	s := reactor.NewSim(1, reactor.SimSendBuffer(-1))
 	var log simLog
 	h := simWatermarks{HandlerFuncs: log.handler(simEcho().Message), log: &log}
 	simServe(t, s, h, reactor.WithHighWaterMark(100))
@@ -298,26 +302,29 @@ func TestSimEMFILEFlood(t *testing.T) {
 
 // A client resets the connection while the server has output pending for
 // it (the client stopped reading): the server learns of it at its next
-// operation on the connection, and OnClose gets ECONNRESET.
+// operation on the connection, and OnClose gets ECONNRESET. What the
+// kernel had taken beyond the client's window, in flight in the server's
+// send buffer, is lost with the connection.
 func TestSimResetWhileOutputPending(t *testing.T) {
 	s := reactor.NewSim(1)
 	var log simLog
 	simServe(t, s, log.handler(func(c *reactor.Conn, in *reactor.Buffer) {
 		in.Discard(in.Len())
-		_, _ = c.Write(bytes.Repeat([]byte("z"), 1000))
+		_, _ = c.Write(bytes.Repeat([]byte("z"), 20_000))
 	}))
 	c := simDial(t, s)
 	c.SetReceiveWindow(100)
 	_, err := c.WriteString("go")
 	require.NoError(t, err)
 	s.RunUntilIdle()
-	assert.Equal(t, 900, log.srvConn().Buffered())
+	assert.Equal(t, 20_000-100-16<<10, log.srvConn().Buffered(), "the window and the send buffer took the rest")
+	assert.Equal(t, 16<<10, c.InFlight())
 
 	mark := len(traceLines(s))
 	require.NoError(t, c.Reset())
 	s.RunUntilIdle()
 	assert.Equal(t, []string{
-		"0s reset c1 fd=5 reset by client",
+		"0s reset c1 fd=5 reset by client, 16384 bytes in flight lost",
 		"0s turn p1 [5:RW]",
 		"0s read fd=5 ECONNRESET",
 		"0s note loop 0: OnClose fd=5 err=read tcp 127.0.0.1:7000->192.0.2.1:40000: read: connection reset by peer",
@@ -340,7 +347,9 @@ func TestSimResetWhileOutputPending(t *testing.T) {
 // overwrote its link and dropped the connections queued before it (here B,
 // which then never received its copy, nor anything after).
 func TestSimFlushListSurvivesAWriteAfterEventWrite(t *testing.T) {
-	s := reactor.NewSim(1)
+	// No send buffer: a write takes exactly the client's window, so the
+	// output beyond it waits in the server, where this test looks.
+	s := reactor.NewSim(1, reactor.SimSendBuffer(-1))
 	var mu sync.Mutex
 	var conns []*reactor.Conn // in OnOpen order: B, then A
 	h := reactor.HandlerFuncs{

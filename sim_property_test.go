@@ -114,7 +114,8 @@ func pick[T any](rng *rand.Rand, xs ...T) T { return xs[rng.IntN(len(xs))] }
 // simEchoScript runs the script of one seed and returns the trace.
 func simEchoScript(t *testing.T, seed int64) string {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x5eed))
-	s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 700, 4096, 64<<10)))
+	s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 700, 4096, 64<<10)),
+		reactor.SimSendBuffer(pick(rng, -1, 100, 0))) // none, small, the default
 	t.Cleanup(func() {
 		if t.Failed() && *simSeed < 0 {
 			lines := strings.Split(s.Trace(), "\n")
@@ -309,7 +310,8 @@ func simEchoScript(t *testing.T, seed int64) string {
 func TestSimShutdownMidStream(t *testing.T) {
 	for seed := int64(0); seed < 100; seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 1))
-		s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 1000, 64<<10)))
+		s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 1000, 64<<10)),
+			reactor.SimSendBuffer(pick(rng, -1, 100, 0))) // none, small, the default
 		errs := &simErrLog{}
 		tr := newConnTracker()
 		srv, err := reactor.NewServer(simAddr, tr.handler(simEcho()),
@@ -428,7 +430,8 @@ func simBroadcast() reactor.Handler {
 func TestSimBroadcastProperty(t *testing.T) {
 	for seed := int64(0); seed < 100; seed++ {
 		rng := rand.New(rand.NewPCG(uint64(seed), 3))
-		s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 1000, 64<<10)))
+		s := reactor.NewSim(seed, reactor.SimReceiveWindow(pick(rng, 64, 1000, 64<<10)),
+			reactor.SimSendBuffer(pick(rng, -1, 100, 0))) // none, small, the default
 		errs := &simErrLog{}
 		srv, err := reactor.NewServer(simAddr, simBroadcast(),
 			reactor.WithDispatcher(s.Dispatcher),

@@ -227,7 +227,7 @@ func TestSimDialAddresses(t *testing.T) {
 }
 
 func TestSimOptions(t *testing.T) {
-	s := reactor.NewSim(42, reactor.SimReceiveWindow(100), reactor.SimTrace(false), nil)
+	s := reactor.NewSim(42, reactor.SimReceiveWindow(100), reactor.SimSendBuffer(50), reactor.SimTrace(false), nil)
 	assert.Equal(t, int64(42), s.Seed())
 	h := reactor.HandlerFuncs{Message: func(c *reactor.Conn, in *reactor.Buffer) {
 		in.Discard(in.Len())
@@ -241,6 +241,7 @@ func TestSimOptions(t *testing.T) {
 	s.RunUntilIdle()
 	assert.Zero(t, c.Pending(), "the server read, making room for the rest")
 	assert.Equal(t, 100, c.Buffered(), "the client's window holds 100 bytes")
+	assert.Equal(t, 50, c.InFlight(), "the server's send buffer 50 more")
 	assert.Empty(t, s.Trace(), "trace off")
 
 	s.SetTrace(true)
@@ -387,7 +388,7 @@ func TestSimStart(t *testing.T) {
 		assert.NoError(t, stop())
 	})
 	t.Run("shutdown flushes", func(t *testing.T) {
-		s := reactor.NewSim(1)
+		s := reactor.NewSim(1, reactor.SimSendBuffer(-1)) // so that "ye" waits in the server, not in flight
 		tr := newConnTracker()
 		h := reactor.HandlerFuncs{Open: func(c *reactor.Conn) { _, _ = c.Write([]byte("bye")) }}
 		_, stop := simServe(t, s, tr.handler(h), reactor.WithLoops(2))
@@ -407,7 +408,8 @@ func TestSimStart(t *testing.T) {
 	t.Run("stalled shutdown", func(t *testing.T) {
 		s := reactor.NewSim(1)
 		tr := newConnTracker()
-		h := reactor.HandlerFuncs{Open: func(c *reactor.Conn) { _, _ = c.Write([]byte("bye")) }}
+		// More than the server's send buffer takes (16 KiB).
+		h := reactor.HandlerFuncs{Open: func(c *reactor.Conn) { _, _ = c.Write(make([]byte, 64<<10)) }}
 		srv, err := reactor.NewServer(simAddr, tr.handler(h), reactor.WithDispatcher(s.Dispatcher), reactor.WithLoops(2),
 			reactor.WithLogger(slog.New(slog.DiscardHandler)))
 		require.NoError(t, err)

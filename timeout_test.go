@@ -141,7 +141,9 @@ func TestSimTimeoutsOfForeverNeverFire(t *testing.T) {
 					tt.open(c)
 				}
 				if tt.stall {
-					_, _ = c.Write(make([]byte, 100))
+					// More than the simulated send buffer holds, so
+					// that output waits while the client reads nothing.
+					_, _ = c.Write(make([]byte, 64<<10))
 				}
 			}
 			r := startSim(t, 4, rec, append(tt.opts, WithLoops(0))...)

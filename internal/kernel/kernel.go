@@ -56,6 +56,14 @@ type Interface interface {
 	// SetsockoptInt is setsockopt(2) with an int value (TCP_NODELAY,
 	// SO_KEEPALIVE, TCP_KEEPIDLE, ...).
 	SetsockoptInt(fd, level, opt, value int) error
+	// SetLinger sets SO_LINGER: sec < 0 turns it off (the default); sec >= 0
+	// turns it on with a timeout of sec seconds. With 0 seconds, close(2)
+	// aborts the connection: it sends RST instead of FIN and discards what
+	// is still unsent, and the peer's reads return what had already reached
+	// it, then ECONNRESET. (A timeout above 0 makes close block, even on a
+	// non-blocking socket, until the unsent bytes are acknowledged or the
+	// time is up: rarely what an event loop wants.)
+	SetLinger(fd int, sec int) error
 	// Getsockname and Getpeername return a socket's local and remote
 	// addresses.
 	Getsockname(fd int) (unix.Sockaddr, error)

@@ -7,6 +7,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -202,6 +203,15 @@ func (OS) Close(fd int) error { return unix.Close(fd) }
 // SetsockoptInt is setsockopt(2) with an int value.
 func (OS) SetsockoptInt(fd, level, opt, value int) error {
 	return unix.SetsockoptInt(fd, level, opt, value)
+}
+
+// SetLinger is setsockopt(2) with SO_LINGER (see Interface.SetLinger).
+func (OS) SetLinger(fd int, sec int) error {
+	l := unix.Linger{}
+	if sec >= 0 {
+		l.Onoff, l.Linger = 1, int32(min(sec, math.MaxInt32))
+	}
+	return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &l)
 }
 
 // Getsockname is getsockname(2).

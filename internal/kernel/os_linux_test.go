@@ -514,6 +514,45 @@ func TestSockopts(t *testing.T) {
 	assert.ErrorIs(t, k.Close(-1), unix.EBADF)
 }
 
+func TestSetLinger(t *testing.T) {
+	k := OS{}
+	cn := listenAndAccept(t, "tcp4", "127.0.0.1:0")
+	for _, tt := range []struct {
+		sec  int
+		want unix.Linger
+	}{
+		{0, unix.Linger{Onoff: 1, Linger: 0}},
+		{5, unix.Linger{Onoff: 1, Linger: 5}},
+		{-1, unix.Linger{}},
+		{-9, unix.Linger{}},
+	} {
+		require.NoError(t, k.SetLinger(cn.fd, tt.sec))
+		l, err := unix.GetsockoptLinger(cn.fd, unix.SOL_SOCKET, unix.SO_LINGER)
+		require.NoError(t, err)
+		if tt.want.Onoff == 0 {
+			l.Linger = 0 // off: Linux keeps the last timeout, unused
+		}
+		assert.Equal(t, tt.want, *l, "SetLinger(%d)", tt.sec)
+	}
+	assert.ErrorIs(t, k.SetLinger(-1, 0), unix.EBADF)
+
+	// With 0 seconds, close sends RST: the peer reads what had arrived,
+	// then ECONNRESET. (This test closes the accepted descriptor itself.)
+	c, err := net.DialTimeout("tcp", cn.c.RemoteAddr().String(), ioTimeout)
+	require.NoError(t, err)
+	defer c.Close()
+	waitReadable(t, cn.lfd)
+	fd, _, err := k.Accept(cn.lfd)
+	require.NoError(t, err)
+	require.NoError(t, k.SetLinger(fd, 0))
+	_, err = k.Write(fd, []byte("bye"))
+	require.NoError(t, err)
+	assert.Equal(t, []byte("bye"), readFull(t, c, 3))
+	require.NoError(t, k.Close(fd))
+	_, err = c.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, unix.ECONNRESET)
+}
+
 func TestNow(t *testing.T) {
 	k := OS{}
 	wall := time.Now()

@@ -35,10 +35,14 @@ func (c *Conn) ID() int { return c.id }
 func (c *Conn) String() string { return fmt.Sprintf("c%d", c.id) }
 
 // Write queues all of p to be sent and returns len(p), nil. It fails with
-// net.ErrClosed after Close or Reset; with ECONNRESET once after the
-// connection was reset, then EPIPE; with EPIPE after CloseWrite. Writing
-// to a server end that has closed is accepted, then answered with RST: the
-// connection is reset and the next Read or Write returns ECONNRESET.
+// net.ErrClosed after Close or Reset; after the connection was reset, with
+// its pending error once (ECONNRESET, or EPIPE if the server's FIN had
+// arrived first), then EPIPE; with EPIPE after CloseWrite. Writing to a
+// server end that has closed is accepted, then answered with RST: the
+// connection is reset, and as the server's FIN came first, Read returns
+// what is buffered, then EOF, and Write EPIPE (as on Linux), unless the
+// server's bytes in flight had not all arrived: they are lost, and Read
+// reports ECONNRESET after the rest.
 func (c *Conn) Write(p []byte) (int, error) {
 	k := c.k
 	k.lock()
@@ -62,7 +66,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 	}
 	if e.peer.closed {
 		k.recordLocked(Record{Kind: KindWrite, FD: -1, Client: c.id, N: len(p), Text: "dropped: peer closed"})
-		k.resetLocked(e, "write to closed peer")
+		k.resetLocked(e.peer, "write to closed peer")
 		return len(p), nil
 	}
 	e.sendq.write(p)
@@ -71,10 +75,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Read moves into p what has arrived from the server and returns how much.
-// With nothing buffered it returns 0, nil, or io.EOF once the server's FIN
-// has arrived. After a reset it returns ECONNRESET once, then io.EOF;
-// after Close or Reset, net.ErrClosed.
+// Read moves into p what has arrived from the server and returns how much;
+// reading makes room for the server's bytes in flight, which move in. With
+// nothing buffered it returns 0, nil, or io.EOF once the server's FIN has
+// arrived. After a reset the bytes that arrived before it are still read
+// first, then ECONNRESET is returned once (unless a Write reported the
+// reset first, or the server's FIN had arrived before it: see Write), then
+// io.EOF, as on Linux; after Close or Reset, net.ErrClosed.
 func (c *Conn) Read(p []byte) (int, error) {
 	k := c.k
 	k.lock()
@@ -83,15 +90,16 @@ func (c *Conn) Read(p []byte) (int, error) {
 	switch {
 	case e.closed:
 		return 0, net.ErrClosed
-	case e.err != 0:
+	case e.recv.Len() > 0 && len(p) > 0:
+		n := e.recv.read(p)
+		k.pumpLocked(e.peer)
+		k.recordLocked(Record{Kind: KindRead, FD: -1, Client: c.id, N: n})
+		return n, nil
+	case e.err == unix.ECONNRESET: // a pending EPIPE is for Write only (see endpoint)
 		err := e.err
 		e.err = 0
 		k.recordLocked(Record{Kind: KindRead, FD: -1, Client: c.id, Err: err})
 		return 0, err
-	case e.recv.Len() > 0 && len(p) > 0:
-		n := e.recv.read(p)
-		k.recordLocked(Record{Kind: KindRead, FD: -1, Client: c.id, N: n})
-		return n, nil
 	case e.reset || (len(p) > 0 && e.peerFinished()):
 		return 0, io.EOF
 	}
@@ -99,7 +107,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // ReadAll returns everything that has arrived and not been read (nil if
-// nothing). It reports no error: a pending reset stays for Read to report.
+// nothing). It takes only what is in the receive buffer, not the bytes in
+// flight that reading it lets in (call it again for those). It reports no
+// error: a pending reset stays for Read to report.
 func (c *Conn) ReadAll() []byte {
 	k := c.k
 	k.lock()
@@ -110,6 +120,7 @@ func (c *Conn) ReadAll() []byte {
 	}
 	b := make([]byte, e.recv.Len())
 	e.recv.read(b)
+	k.pumpLocked(e.peer)
 	k.recordLocked(Record{Kind: KindRead, FD: -1, Client: c.id, N: len(b)})
 	return b
 }
@@ -133,11 +144,12 @@ func (c *Conn) CloseWrite() error {
 	return nil
 }
 
-// Close closes the client end. If bytes from the server are left unread,
-// the connection is reset (RST), as Linux does: the server's next operation
-// returns ECONNRESET. Otherwise the server reads what is still queued, then
-// EOF, and what it writes afterwards resets the connection. It returns
-// net.ErrClosed when repeated.
+// Close closes the client end. If bytes from the server are left unread
+// (or in flight towards it), the connection is reset (RST), as Linux does:
+// what the client had queued and not yet delivered is lost, and the server
+// reads what had reached it, then ECONNRESET. Otherwise the server reads
+// what is still queued, then EOF, and what it writes afterwards resets the
+// connection. It returns net.ErrClosed when repeated.
 func (c *Conn) Close() error {
 	k := c.k
 	k.lock()
@@ -146,19 +158,20 @@ func (c *Conn) Close() error {
 	if e.closed {
 		return net.ErrClosed
 	}
-	e.closed = true
 	k.recordLocked(Record{Kind: KindClose, FD: -1, Client: c.id})
-	if !e.reset && e.recv.Len() > 0 {
+	if !e.reset && (e.recv.Len() > 0 || e.peer.sendq.Len() > 0) {
 		k.resetLocked(e, "close with unread data")
 	}
+	e.closed = true
 	e.recv.clear()
 	return nil
 }
 
-// Reset aborts the connection now, like close with SO_LINGER 0: the server
-// end's unread bytes are discarded and its next operation returns
-// ECONNRESET. The Conn is closed afterwards. It returns net.ErrClosed
-// after Close or Reset.
+// Reset aborts the connection now, like close with SO_LINGER 0: the
+// client's unread bytes and its bytes not yet delivered are discarded, and
+// so are the server end's bytes in flight; the server end reads what had
+// reached it, then ECONNRESET. The Conn is closed afterwards. It returns
+// net.ErrClosed after Close or Reset.
 func (c *Conn) Reset() error {
 	k := c.k
 	k.lock()
@@ -167,22 +180,24 @@ func (c *Conn) Reset() error {
 	if e.closed {
 		return net.ErrClosed
 	}
-	e.closed = true
 	if !e.reset {
 		k.resetLocked(e, "reset by client")
 	}
+	e.closed = true
 	return nil
 }
 
 // SetReceiveWindow sets the size of the client's receive buffer: how many
-// bytes the server can have in flight to it before its writes come up
-// short, then fail with EAGAIN. A small window makes a slow peer; 0 a peer
-// that reads nothing. Bytes already buffered stay.
+// bytes the server can send before the rest waits in its send buffer and,
+// once that is full too, its writes come up short, then fail with EAGAIN.
+// A small window makes a slow peer; 0 a peer that reads nothing. Bytes
+// already buffered stay; a wider window lets bytes in flight in.
 func (c *Conn) SetReceiveWindow(n int) {
 	k := c.k
 	k.lock()
 	defer k.unlock()
 	c.ep.window = max(n, 0)
+	k.pumpLocked(c.ep.peer)
 }
 
 // LocalAddr returns the client's address (*net.TCPAddr).
@@ -207,9 +222,19 @@ func (c *Conn) Pending() int {
 	return c.ep.sendq.Len()
 }
 
+// InFlight returns how many bytes the server end has written that wait in
+// its send buffer for room in the client's receive buffer: what a reset
+// now would lose.
+func (c *Conn) InFlight() int {
+	c.k.mu.Lock()
+	defer c.k.mu.Unlock()
+	return c.ep.peer.sendq.Len()
+}
+
 // EOF reports whether the server's FIN has arrived, in order: the server
-// closed or shut down its write side, and the connection was not reset.
-// Bytes sent before the FIN may still be buffered (see Buffered).
+// closed or shut down its write side, its bytes in flight have all
+// arrived, and the connection was not reset. Bytes sent before the FIN may
+// still be buffered (see Buffered).
 func (c *Conn) EOF() bool {
 	c.k.mu.Lock()
 	defer c.k.mu.Unlock()

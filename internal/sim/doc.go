@@ -19,22 +19,37 @@
 // accept queues, and connections. A connection joins a server end, which
 // has a descriptor once accepted, to a client end, a *Conn that the test
 // drives; or, from Socketpair, two descriptors. Each end has a bounded
-// receive buffer (Config.ReceiveBuffer, 64 KiB by default): a write moves
-// as much as the peer's buffer has room for, EAGAIN when it is full. A
-// client's writes wait in an unbounded send queue that the kernel drains
-// into the server end as room appears, so scripts need not loop.
+// receive buffer (Config.ReceiveBuffer, 64 KiB by default). A server end
+// also has a bounded send buffer (Config.SendBuffer, 16 KiB by default): a
+// write takes as much as the peer's receive buffer has room for, which
+// arrives at once, plus as much as the send buffer has room for, which
+// waits there in flight and moves into the peer's receive buffer as the
+// peer reads; EAGAIN when both are full. A client's writes wait in an
+// unbounded send queue that the kernel drains into the server end the same
+// way, so scripts need not loop. (A socketpair has no send buffer, like
+// AF_UNIX.)
 //
-// TCP is modelled where a server can observe it: FIN (shutdown, close) is
-// read as EOF after the bytes before it; closing with unread bytes sends RST;
-// writing to a peer that has closed is accepted and answered with RST; a
-// reset is reported once as ECONNRESET, then as EOF and EPIPE; EMFILE on
-// accept leaves the connection queued; readiness follows epoll, with a
-// failure (reset, or both directions finished) reported as Read|Write
-// whatever the interest and a peer's half-close as Read only to Read
-// interest. The comments on endpoint, Read, Write, Shutdown and Close give
-// the rules. Not modelled: latency, packet loss, retransmission, the
-// handshake (a Dial is established at once), urgent data, socket options
-// other than SO_RCVBUF (they are recorded, see Sockopt).
+// TCP is modelled where a server can observe it, as Linux has it: FIN
+// (shutdown, close) is read as EOF after the bytes before it, including
+// the bytes still in flight; closing with unread bytes, or with SO_LINGER
+// 0 (SetLinger), sends RST instead, and writing to a peer that has closed
+// is accepted and answered with RST. An RST loses the bytes in flight from
+// the end that sends it and to the end that receives it, but not what the
+// receiver already has: its reads return that first, then ECONNRESET once,
+// then EOF; its writes return ECONNRESET once (the one pending error goes
+// to whichever call comes first), then EPIPE. An RST that follows the
+// peer's FIN is EPIPE instead, reported to writes only, while reads return
+// EOF (Linux's CLOSE_WAIT). EMFILE on accept leaves the connection queued;
+// readiness follows epoll, with a failure (reset, or both directions
+// finished) reported as Read|Write whatever the interest and a peer's
+// half-close as Read only to Read interest. The comments on endpoint,
+// Read, Write, Shutdown and Close give the rules, and compare_test.go runs
+// the same scripts over loopback to check them against the real kernel.
+// Not modelled: latency, packet loss, retransmission, the handshake (a
+// Dial is established at once), urgent data, a close that blocks for
+// SO_LINGER, socket options other than SO_RCVBUF, SO_SNDBUF and SO_LINGER
+// (they are recorded, see Sockopt), and options a listener would pass on
+// to the sockets it accepts.
 //
 // Faults (Inject) make chosen calls fail with a chosen errno or come up
 // short, always, a number of times, or with a probability; see Fault.

@@ -191,11 +191,22 @@ func (k *Kernel) faultLocked(op Op, f *file, short bool) *faultState {
 }
 
 // injectErrLocked applies what an injected errno implies for op on f (see
-// Fault) and returns it.
+// Fault) and returns it. ECONNRESET and EPIPE reset the connection as if
+// RSTs had crossed: each end receives one (receiveReset), keeping what it
+// has received and losing its bytes in flight. The descriptor's end
+// reports the reset now, so its pending error is spent; after a read it
+// also loses its unread bytes, since Linux reports a reset to read only
+// once the receive queue is empty.
 func (k *Kernel) injectErrLocked(op Op, f *file, errno unix.Errno) unix.Errno {
 	if f.kind == fileSocket && (errno == unix.ECONNRESET || errno == unix.EPIPE) && !f.ep.reset {
-		k.resetLocked(f.ep, "injected "+unix.ErrnoName(errno)+" on "+op.String())
-		f.ep.err = 0 // this call reports it
+		e, p := f.ep, f.ep.peer
+		finE, finP := e.finArrived(), p.finArrived() // before either changes
+		lost := e.receiveReset(finE) + p.receiveReset(finP)
+		e.err = 0 // this call reports it
+		if op == OpRead {
+			e.recv.clear()
+		}
+		k.recordResetLocked(e, "injected "+unix.ErrnoName(errno)+" on "+op.String(), lost)
 	}
 	return errno
 }

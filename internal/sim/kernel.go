@@ -22,9 +22,15 @@ var _ kernel.Interface = (*Kernel)(nil)
 // Default values of Config fields left zero.
 const (
 	// DefaultReceiveBuffer is the size of each endpoint's receive buffer:
-	// how many bytes may be in flight towards it before writes to it come up
-	// short and then fail with EAGAIN.
+	// how many bytes written to it arrive before the rest waits in the
+	// writer's send buffer (and a writer with a full send buffer gets short
+	// counts, then EAGAIN).
 	DefaultReceiveBuffer = 64 << 10
+	// DefaultSendBuffer is the size of each server-side TCP descriptor's
+	// send buffer: how many bytes a write accepts beyond the peer's free
+	// receive window, to wait in flight until the peer reads (see
+	// Config.SendBuffer).
+	DefaultSendBuffer = 16 << 10
 	// DefaultBacklog is the accept queue length of a listener created with a
 	// backlog ≤ 0.
 	DefaultBacklog = 128
@@ -52,6 +58,23 @@ type Config struct {
 	// DefaultReceiveBuffer). SetsockoptInt(SO_RCVBUF) changes it for one
 	// server-side descriptor and Conn.SetReceiveWindow for one client.
 	ReceiveBuffer int
+	// SendBuffer is the size in bytes of the send buffer of each new
+	// server-side TCP descriptor (0 means DefaultSendBuffer; a negative
+	// value means none). A write takes as much as the peer's free receive
+	// window plus the free send buffer; bytes in the send buffer are in
+	// flight, and move into the peer's receive buffer as it reads. A reset
+	// loses them, which is how closing a socket with unread input loses
+	// the end of a reply. SetsockoptInt(SO_SNDBUF) changes it for one
+	// descriptor. A client's send queue is unbounded, a socketpair has
+	// none.
+	//
+	// The default, 16 KiB, is Linux's initial SO_SNDBUF (tcp_wmem[1]).
+	// Linux grows it as a connection runs, to megabytes over loopback; a
+	// bigger default would be closer to that but would change how many
+	// bytes a server can write to a client that does not read before
+	// EAGAIN, which many tests count exactly, by more. With -1 a write
+	// takes exactly the peer's free window and nothing is ever in flight.
+	SendBuffer int
 	// NoTrace starts the kernel with its trace off; SetTrace turns it on.
 	// The trace costs memory for every operation and an allocation for
 	// every turn, so big runs and allocation measurements turn it off.
@@ -125,6 +148,12 @@ type Kernel struct {
 func New(cfg Config) *Kernel {
 	if cfg.ReceiveBuffer <= 0 {
 		cfg.ReceiveBuffer = DefaultReceiveBuffer
+	}
+	switch {
+	case cfg.SendBuffer == 0:
+		cfg.SendBuffer = DefaultSendBuffer
+	case cfg.SendBuffer < 0:
+		cfg.SendBuffer = 0
 	}
 	if cfg.MaxSteps <= 0 {
 		cfg.MaxSteps = DefaultMaxSteps
@@ -252,6 +281,15 @@ type file struct {
 	poller *Poller   // filePoller
 	regs   []*reg    // the pollers it is registered with, removed at close as epoll does
 	opts   map[[2]int]int
+	abort  bool // SO_LINGER on with 0 seconds: close sends RST
+}
+
+// setOptLocked records the value of a socket option for Sockopt.
+func (f *file) setOptLocked(level, opt, value int) {
+	if f.opts == nil {
+		f.opts = make(map[[2]int]int)
+	}
+	f.opts[[2]int{level, opt}] = value
 }
 
 // fileLocked returns the open file fd, or EBADF.

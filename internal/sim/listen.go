@@ -128,8 +128,8 @@ func (k *Kernel) closeListenerLocked(l *listener) {
 		}
 	}
 	for _, e := range l.queue {
-		e.closed = true
 		k.resetLocked(e, "listener closed")
+		e.closed = true
 	}
 	l.queue = nil
 }
@@ -247,7 +247,7 @@ func (k *Kernel) DialFrom(local, addr string) (*Conn, error) {
 		return nil, fmt.Errorf("sim: dial %q: %w", addr, unix.ECONNREFUSED)
 	}
 	c := &connection{}
-	srv := &endpoint{conn: c, fd: -1, window: k.cfg.ReceiveBuffer, local: remote, remote: from}
+	srv := &endpoint{conn: c, fd: -1, window: k.cfg.ReceiveBuffer, sndbuf: k.cfg.SendBuffer, local: remote, remote: from}
 	cli := &endpoint{conn: c, fd: -1, window: k.cfg.ReceiveBuffer, local: from, remote: remote, peer: srv}
 	srv.peer = cli
 	conn := &Conn{k: k, id: id, ep: cli}

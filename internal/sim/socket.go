@@ -1,10 +1,11 @@
-// This file holds the TCP model: endpoints with bounded receive buffers,
-// read, write, shutdown and close with Linux's semantics, and the byte
-// queues behind them. Guarded by the Kernel's mutex.
+// This file holds the TCP model: endpoints with bounded receive and send
+// buffers, read, write, shutdown, close and reset with Linux's semantics,
+// and the byte queues behind them. Guarded by the Kernel's mutex.
 
 package sim
 
 import (
+	"fmt"
 	"net/netip"
 
 	"golang.org/x/sys/unix"
@@ -18,7 +19,13 @@ type connection struct {
 }
 
 // endpoint is one end of a connection. Bytes written at one end go into
-// the other end's receive buffer, bounded by its window. All fields are
+// the other end's receive buffer, bounded by its window; what does not fit
+// waits in the writer's send queue, in flight, and moves on as room
+// appears (pumpLocked). A descriptor's send queue is bounded by its send
+// buffer (Config.SendBuffer, SO_SNDBUF), so a write takes what the peer's
+// window and our send buffer have room for; a client's is unbounded, so a
+// test's Write never comes up short. A socketpair has no send buffer:
+// AF_UNIX puts written bytes straight into the peer's queue. All fields are
 // guarded by the kernel's mutex.
 //
 // The TCP state is kept as a few flags rather than the RFC 793 state
@@ -26,8 +33,8 @@ type connection struct {
 // observable:
 //
 //   - wrShut: we sent FIN (shutdown SHUT_WR or, for a client, CloseWrite).
-//     The peer reads EOF once it has drained what came before. A client's
-//     FIN leaves only after its send queue has drained.
+//     The peer reads EOF once it has drained what came before. The FIN
+//     arrives only after our bytes in flight (peerFinished).
 //   - rdShut: shutdown(SHUT_RD). Reads return what is buffered, then EOF
 //     instead of EAGAIN; data that still arrives is buffered and readable
 //     (this is what Linux does for TCP; it neither discards it nor resets).
@@ -35,13 +42,23 @@ type connection struct {
 //     peer sees it as FIN; writing to it is answered with RST. For a
 //     socketpair, the peer sees both directions finished (EPOLLHUP) and
 //     writing to it fails with EPIPE, as unix(7) stream sockets do.
-//   - reset, err: the connection was reset (RST sent or received, or an
-//     injected ECONNRESET/EPIPE). err is reported once, by the next read or
-//     write; afterwards reads return EOF and writes EPIPE, as on Linux.
-//     Unread bytes at both ends are discarded: RFC 793 has the receiver of
-//     a RST flush its queues; Linux still lets a reader take bytes that
-//     arrived before the RST, so the simulation shows the harsher of the two,
-//     which a server must survive anyway.
+//   - reset, err: the connection was reset. The end that sent the RST
+//     (closed with unread input or SO_LINGER 0, or reached by a segment
+//     after it closed) discarded everything it held, its unread bytes and
+//     its bytes in flight. The end that received it keeps what is in its
+//     receive buffer and loses its own bytes in flight, as Linux's
+//     tcp_reset does (it purges the write queue only); err is its pending
+//     error (sk_err). Reads return the buffered bytes first, because
+//     tcp_recvmsg copies from the receive queue before it looks at sk_err,
+//     then ECONNRESET once, then EOF; writes return the pending error once,
+//     then EPIPE. One pending error serves both: whichever call comes first
+//     reports it. If the peer's FIN had arrived before the RST (CLOSE_WAIT),
+//     Linux sets EPIPE instead of ECONNRESET and reads return EOF without
+//     reporting it (tcp_recvmsg checks the FIN's SOCK_DONE first), so only
+//     a write sees it: err is then EPIPE, which reads never report. A
+//     socketpair's reset (its peer closed with unread bytes) is always
+//     ECONNRESET, and only reads report it: a write finds the peer gone
+//     first and fails with EPIPE, as unix_stream_sendmsg does.
 type endpoint struct {
 	conn   *connection
 	peer   *endpoint
@@ -50,7 +67,8 @@ type endpoint struct {
 
 	recv   byteQueue // bytes arrived, not yet read
 	window int       // capacity of recv: writes to this end stop when it is full
-	sendq  byteQueue // client only: bytes Written but not yet moved into peer.recv
+	sendq  byteQueue // bytes written, in flight: not yet moved into peer.recv
+	sndbuf int       // descriptor only: capacity of sendq (a client's is unbounded)
 
 	local, remote netip.AddrPort
 
@@ -62,6 +80,12 @@ type endpoint struct {
 
 // room is how many more bytes this end's receive buffer accepts.
 func (e *endpoint) room() int { return max(e.window-e.recv.Len(), 0) }
+
+// sendRoom is how many bytes a write on this descriptor end accepts now:
+// what the peer's receive buffer has room for, which arrives at once, plus
+// what our send buffer has room for, which waits there in flight. (While
+// bytes are in flight the peer's buffer is full: pumpLocked keeps it so.)
+func (e *endpoint) sendRoom() int { return e.peer.room() + max(e.sndbuf-e.sendq.Len(), 0) }
 
 // peerFinished reports whether the peer's FIN has arrived: it shut down its
 // write side or closed, and nothing it sent is still queued behind the FIN.
@@ -89,9 +113,9 @@ func (e *endpoint) failed() bool {
 // readiness returns the events to report for interest: a failure as
 // Read|Write regardless of interest (EPOLLERR/EPOLLHUP); otherwise readable
 // (bytes, the peer's FIN, or reading shut down) and writable (room at the
-// peer, or a write that would not block because it fails or is dropped)
-// filtered by interest. A mere peer half-close is therefore reported only to
-// Read interest, like EPOLLIN on FIN.
+// peer or in our send buffer, or a write that would not block because it
+// fails or is dropped) filtered by interest. A mere peer half-close is
+// therefore reported only to Read interest, like EPOLLIN on FIN.
 func (e *endpoint) readiness(interest uint32) uint32 {
 	if e.failed() {
 		return Read | Write
@@ -102,32 +126,68 @@ func (e *endpoint) readiness(interest uint32) uint32 {
 	}
 	// After SHUT_WR Linux reports EPOLLOUT (write would not block: it fails
 	// with EPIPE). A TCP peer that has closed swallows what is written.
-	if e.wrShut || e.peer.closed || e.peer.room() > 0 {
+	if e.wrShut || e.peer.closed || e.sendRoom() > 0 {
 		ev |= Write
 	}
 	return ev & interest
 }
 
-// resetLocked resets e's connection: both ends are marked reset, their
-// queued bytes are discarded, and every end still open gets ECONNRESET as
-// its pending error. The caller then adjusts err on an end that reports an
-// error itself right away. cause goes into the trace.
+// resetLocked resets e's connection with an RST that e sends, as Linux
+// does when e is closed with unread input or with SO_LINGER 0, or when a
+// segment reaches e after it has closed. e discards everything it held:
+// its unread bytes and its bytes in flight. The peer receives the RST
+// (receiveReset). The caller then marks e closed if it is closing. cause
+// goes into the trace, with the count of bytes in flight lost, if any.
 func (k *Kernel) resetLocked(e *endpoint, cause string) {
-	for _, x := range [2]*endpoint{e, e.peer} {
-		x.reset = true
-		x.recv.clear()
-		x.sendq.clear()
-		if !x.closed {
-			x.err = unix.ECONNRESET
-		}
+	p := e.peer
+	fin := p.finArrived() // before e changes
+	lost := e.sendq.Len()
+	e.reset, e.err = true, 0
+	e.recv.clear()
+	e.sendq.clear()
+	lost += p.receiveReset(fin)
+	k.recordResetLocked(e, cause, lost)
+}
+
+// finArrived reports whether, for an RST arriving now, e counts as having
+// received the peer's FIN (TCP's CLOSE_WAIT, where Linux makes the reset
+// EPIPE; see endpoint). AF_UNIX has no such state: a socketpair's reset is
+// always ECONNRESET.
+func (e *endpoint) finArrived() bool { return !e.conn.unixPair && e.peerFinished() }
+
+// receiveReset applies an RST arriving at e, as Linux's tcp_reset does: e's
+// bytes in flight are dropped, what e has received stays readable, and e
+// gets a pending error (see endpoint): ECONNRESET, or EPIPE if the peer's
+// FIN had arrived (fin, from finArrived). A closed end keeps no error. It
+// returns how many bytes in flight were dropped.
+func (e *endpoint) receiveReset(fin bool) int {
+	lost := e.sendq.Len()
+	e.sendq.clear()
+	e.reset = true
+	switch {
+	case e.closed:
+		e.err = 0
+	case fin:
+		e.err = unix.EPIPE
+	default:
+		e.err = unix.ECONNRESET
+	}
+	return lost
+}
+
+// recordResetLocked traces the reset of e's connection.
+func (k *Kernel) recordResetLocked(e *endpoint, cause string, lost int) {
+	if lost > 0 {
+		cause += fmt.Sprintf(", %d bytes in flight lost", lost)
 	}
 	k.recordLocked(Record{Kind: KindReset, FD: serverFD(e), Client: clientID(e), Text: cause})
 }
 
-// pumpLocked moves bytes from src's send queue (a client's) into its peer's
-// receive buffer as far as the window allows. Called whenever either may
-// have changed: after a client Write, after a read from the peer, after a
-// window grows.
+// pumpLocked moves bytes from src's send queue into its peer's receive
+// buffer as far as the window allows. Called whenever either may have
+// changed: after a write, after a read from the peer, after a window
+// grows. Bytes keep moving after src has closed (with FIN): the kernel
+// still delivers what a closed socket had sent.
 func (k *Kernel) pumpLocked(src *endpoint) {
 	dst := src.peer
 	if src.sendq.Len() == 0 || dst.closed || dst.reset {
@@ -178,8 +238,9 @@ func (k *Kernel) socketLocked(fd int) (*file, unix.Errno) {
 }
 
 // Read is read(2) on a simulated socket. In order: an injected fault;
-// a pending error (ECONNRESET, once); EOF after a reset; buffered bytes;
-// EOF once the peer's FIN has arrived (or reading was shut down); EAGAIN.
+// buffered bytes (also after a reset: they arrived before the RST); a
+// pending ECONNRESET, once; EOF after a reset, or once the peer's FIN has
+// arrived (or reading was shut down); EAGAIN.
 func (k *Kernel) Read(fd int, p []byte) (int, error) {
 	iov := [1][]byte{p}
 	return k.Readv(fd, iov[:])
@@ -205,16 +266,10 @@ func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
 		return 0, errno
 	}
 	e := f.ep
-	if e.err != 0 {
-		errno, e.err = e.err, 0
-		k.recordLocked(Record{Kind: KindRead, FD: fd, Err: errno})
-		return 0, errno
-	}
 	want := iovLen(iov)
 	n := 0
 	switch {
-	case e.reset || want == 0:
-	case e.recv.Len() > 0:
+	case want > 0 && e.recv.Len() > 0:
 		n = min(want, e.recv.Len())
 		if n >= 2 && k.faultLocked(OpRead, f, true) != nil {
 			n = 1 + k.rng.IntN(n-1)
@@ -227,6 +282,11 @@ func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
 			left -= e.recv.read(b[:min(len(b), left)])
 		}
 		k.pumpLocked(e.peer)
+	case e.err == unix.ECONNRESET: // a pending EPIPE is for write only (see endpoint)
+		errno, e.err = e.err, 0
+		k.recordLocked(Record{Kind: KindRead, FD: fd, Err: errno})
+		return 0, errno
+	case e.reset || want == 0:
 	case !e.rdShut && !e.peerFinished():
 		k.recordLocked(Record{Kind: KindRead, FD: fd, Err: unix.EAGAIN})
 		return 0, unix.EAGAIN
@@ -236,12 +296,15 @@ func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
 }
 
 // Write is write(2) on a simulated socket. In order: an injected fault; a
-// pending error (ECONNRESET, once); EPIPE after a reset or our own SHUT_WR;
-// to a TCP peer that has closed, the bytes are accepted and dropped and the
-// connection is reset (Linux answers them with RST), so the next read or
-// write returns ECONNRESET (to a socketpair peer that has closed: EPIPE);
-// otherwise as many bytes as the peer's receive buffer has room for (a
-// short count), or EAGAIN when it is full.
+// pending error (ECONNRESET or EPIPE, once); EPIPE after a reset or our own
+// SHUT_WR; to a TCP peer that has closed, the bytes are accepted and
+// dropped and the connection is reset (Linux answers them with RST): since
+// the peer's FIN came first, reads return what is buffered, then EOF, and
+// writes EPIPE (to a socketpair peer that has closed: EPIPE at once);
+// otherwise as many bytes as the peer's receive buffer and our send buffer
+// have room for (a short count), or EAGAIN when both are full. Bytes that
+// do not fit in the peer's receive buffer wait in our send buffer, in
+// flight, until the peer reads; a reset loses them.
 func (k *Kernel) Write(fd int, p []byte) (int, error) {
 	iov := [1][]byte{p}
 	return k.Writev(fd, iov[:])
@@ -265,11 +328,13 @@ func (k *Kernel) writeLocked(fd int, iov [][]byte) (int, unix.Errno) {
 	if errno == 0 {
 		e := f.ep
 		switch {
+		case e.conn.unixPair && (e.peer.closed || e.peer.rdShut):
+			// unix_stream_sendmsg checks the peer before any pending
+			// error, which it leaves for read.
+			errno = unix.EPIPE
 		case e.err != 0:
 			errno, e.err = e.err, 0
 		case e.reset || e.wrShut:
-			errno = unix.EPIPE
-		case e.conn.unixPair && (e.peer.closed || e.peer.rdShut):
 			errno = unix.EPIPE
 		}
 	}
@@ -285,10 +350,10 @@ func (k *Kernel) writeLocked(fd int, iov [][]byte) (int, unix.Errno) {
 	}
 	if e.peer.closed {
 		k.recordLocked(Record{Kind: KindWrite, FD: fd, N: want, Text: "dropped: peer closed"})
-		k.resetLocked(e, "write to closed peer")
+		k.resetLocked(e.peer, "write to closed peer")
 		return want, 0
 	}
-	n := min(want, e.peer.room())
+	n := min(want, e.sendRoom())
 	if n == 0 {
 		k.recordLocked(Record{Kind: KindWrite, FD: fd, Err: unix.EAGAIN})
 		return 0, unix.EAGAIN
@@ -302,11 +367,23 @@ func (k *Kernel) writeLocked(fd int, iov [][]byte) (int, unix.Errno) {
 			break
 		}
 		m := min(len(b), left)
-		e.peer.recv.write(b[:m])
+		e.sendLocked(b[:m])
 		left -= m
 	}
 	k.recordLocked(Record{Kind: KindWrite, FD: fd, N: n})
 	return n, 0
+}
+
+// sendLocked puts p, which the caller has made fit (sendRoom), on its way
+// to the peer: into the peer's receive buffer as far as it has room, the
+// rest into e's send queue. Bytes already in flight go first.
+func (e *endpoint) sendLocked(p []byte) {
+	direct := 0
+	if e.sendq.Len() == 0 {
+		direct = min(len(p), e.peer.room())
+		e.peer.recv.write(p[:direct])
+	}
+	e.sendq.write(p[direct:])
 }
 
 func iovLen(iov [][]byte) int {
@@ -379,8 +456,13 @@ func shutHow(how int) string {
 // an (injected) error: Linux frees the descriptor before it can fail, which
 // is why close is never retried. Closing a connected socket whose receive
 // buffer holds unread bytes (or towards which a client still has bytes
-// queued) resets the connection: the peer's next operation returns
-// ECONNRESET. Otherwise the peer sees FIN. Closing a listener resets the
+// queued), or one with SO_LINGER on and 0 seconds (SetLinger), resets the
+// connection: the bytes still in flight from it are lost, and the peer
+// reads what had reached it, then ECONNRESET (see endpoint). Otherwise the
+// peer sees FIN after the bytes in flight, which are still delivered as
+// the peer reads. (SO_LINGER with a timeout above 0 changes nothing here:
+// on Linux it makes close wait for the bytes in flight, but the simulation
+// delivers them anyway and never blocks.) Closing a listener resets the
 // connections still waiting to be accepted. Closing a poller's descriptor
 // closes the poller.
 func (k *Kernel) Close(fd int) error {
@@ -404,19 +486,26 @@ func (k *Kernel) Close(fd int) error {
 	if f.kind == fileListener {
 		k.closeListenerLocked(f.lis)
 	} else {
-		k.closeEndpointLocked(f.ep)
+		k.closeEndpointLocked(f)
 	}
 	return errOf(injected)
 }
 
 // closeEndpointLocked closes a descriptor's end of a connection (the
 // descriptor itself is already freed): RST if bytes towards it are left
-// unread, FIN otherwise.
-func (k *Kernel) closeEndpointLocked(e *endpoint) {
-	e.closed = true
-	if !e.reset && (e.recv.Len() > 0 || e.peer.sendq.Len() > 0) {
-		k.resetLocked(e, "close with unread data")
+// unread or SO_LINGER says abort (TCP only: AF_UNIX ignores SO_LINGER),
+// FIN otherwise.
+func (k *Kernel) closeEndpointLocked(f *file) {
+	e := f.ep
+	if !e.reset {
+		switch {
+		case e.recv.Len() > 0 || e.peer.sendq.Len() > 0:
+			k.resetLocked(e, "close with unread data")
+		case f.abort && !e.conn.unixPair:
+			k.resetLocked(e, "close with SO_LINGER 0")
+		}
 	}
+	e.closed = true
 	e.recv.clear()
 	e.fd = -1
 }
@@ -429,7 +518,7 @@ func (k *Kernel) Socketpair() ([2]int, error) {
 	k.lock()
 	defer k.unlock()
 	c := &connection{unixPair: true}
-	a := &endpoint{conn: c, window: k.cfg.ReceiveBuffer}
+	a := &endpoint{conn: c, window: k.cfg.ReceiveBuffer} // no send buffer: see endpoint
 	b := &endpoint{conn: c, window: k.cfg.ReceiveBuffer, peer: a}
 	a.peer = b
 	fa, fb := &file{kind: fileSocket, ep: a}, &file{kind: fileSocket, ep: b}
@@ -447,27 +536,56 @@ func (k *Kernel) Socketpair() ([2]int, error) {
 
 // SetsockoptInt is setsockopt(2) with an int value. Every option is
 // recorded (Sockopt reads it back) and accepted on sockets and listeners;
-// SO_RCVBUF on a connected socket also sets the size of its receive buffer
-// (taken as given; Linux doubles it).
+// on a connected socket SO_RCVBUF also sets the size of its receive buffer
+// and SO_SNDBUF (TCP only) of its send buffer, taken as given (Linux
+// doubles them). Options set on a listener are only recorded: accepted
+// sockets do not inherit them.
 func (k *Kernel) SetsockoptInt(fd, level, opt, value int) error {
 	k.lock()
 	defer k.unlock()
-	f, errno := k.fileLocked(fd)
+	f, errno := k.sockoptFileLocked(fd)
 	if errno != 0 {
 		return errno
 	}
-	if f.kind == filePoller {
-		return unix.ENOTSOCK
-	}
-	if f.opts == nil {
-		f.opts = make(map[[2]int]int)
-	}
-	f.opts[[2]int{level, opt}] = value
-	if f.kind == fileSocket && level == unix.SOL_SOCKET && opt == unix.SO_RCVBUF {
-		f.ep.window = max(value, 0)
-		k.pumpLocked(f.ep.peer)
+	f.setOptLocked(level, opt, value)
+	if f.kind == fileSocket && level == unix.SOL_SOCKET {
+		switch {
+		case opt == unix.SO_RCVBUF:
+			f.ep.window = max(value, 0)
+			k.pumpLocked(f.ep.peer)
+		case opt == unix.SO_SNDBUF && !f.ep.conn.unixPair:
+			f.ep.sndbuf = max(value, 0)
+		}
 	}
 	return nil
+}
+
+// SetLinger is setsockopt(2) with SO_LINGER, as kernel.Interface has it:
+// sec < 0 turns lingering off, sec >= 0 on with that timeout. With 0
+// seconds, closing a TCP socket resets its connection (see Close). It is
+// recorded like an int option: Sockopt(fd, SOL_SOCKET, SO_LINGER) returns
+// sec, or -1 for off.
+func (k *Kernel) SetLinger(fd int, sec int) error {
+	k.lock()
+	defer k.unlock()
+	f, errno := k.sockoptFileLocked(fd)
+	if errno != 0 {
+		return errno
+	}
+	sec = max(sec, -1)
+	f.setOptLocked(unix.SOL_SOCKET, unix.SO_LINGER, sec)
+	f.abort = sec == 0
+	return nil
+}
+
+// sockoptFileLocked returns the file fd, whose socket options a caller
+// sets: EBADF if it is not open, ENOTSOCK for a poller's descriptor.
+func (k *Kernel) sockoptFileLocked(fd int) (*file, unix.Errno) {
+	f, errno := k.fileLocked(fd)
+	if errno == 0 && f.kind == filePoller {
+		errno = unix.ENOTSOCK
+	}
+	return f, errno
 }
 
 // Sockopt returns the value last set with SetsockoptInt for fd, level and

@@ -25,7 +25,7 @@ const (
 	KindWrite                      // write/writev: FD or Client, N bytes, or Err
 	KindShutdown                   // shutdown: FD or Client, Text = how
 	KindClose                      // close: FD or Client; Err if an injected error was returned
-	KindReset                      // a connection was reset: FD (server end), Client, Text = cause
+	KindReset                      // a connection was reset: FD (server end), Client, Text = cause[, N bytes in flight lost]
 	KindSocketpair                 // Socketpair: FD and N are the two descriptors
 	KindFault                      // an injected fault fired: FD, N = fault id, Err, Text = op
 	KindTurn                       // a poller got the turn: Poller, N events, Text = events, "wake", "timeout"
