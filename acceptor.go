@@ -40,7 +40,7 @@ type acceptor struct {
 
 func newAcceptor(l *EventLoop, s *Server, fd int) *acceptor {
 	a := &acceptor{loop: l, srv: s, backoff: acceptBackoffMin}
-	a.ch = channel{fd: fd, handler: a}
+	a.ch = channel{fd: fd}
 	return a
 }
 
@@ -51,7 +51,7 @@ func (a *acceptor) start() error {
 		return err
 	}
 	a.ch.interest = EventRead
-	a.loop.channels.set(a.ch.fd, &a.ch)
+	a.loop.channels.set(a.ch.fd, a)
 	a.loop.hasAccept = true
 	return nil
 }
@@ -159,7 +159,7 @@ func (a *acceptor) close() {
 		a.retry = nil
 	}
 	l := a.loop
-	if l.channels.get(a.ch.fd) == &a.ch {
+	if l.channels.get(a.ch.fd) == eventHandler(a) {
 		_ = l.d.Delete(a.ch.fd) // the descriptor is closed next either way
 		l.channels.del(a.ch.fd)
 	}

@@ -167,6 +167,7 @@ const (
 type Conn struct {
 	ch   channel
 	loop *EventLoop
+	h    Handler // receives the connection's events; set before it opens
 
 	// Owned by the loop goroutine.
 	in    *Buffer // unconsumed input; nil while there is none
@@ -194,10 +195,8 @@ type Conn struct {
 	nextFlush *Conn         // link in the loop's flush list (see EventLoop.queueFlush)
 }
 
-func newConn(l *EventLoop, fd int, peer netip.AddrPort) *Conn {
-	c := &Conn{loop: l, raddr: peer.Addr().As16(), rport: peer.Port()}
-	c.ch = channel{fd: fd, handler: c}
-	return c
+func newConn(l *EventLoop, fd int, peer netip.AddrPort, h Handler) *Conn {
+	return &Conn{ch: channel{fd: fd}, loop: l, h: h, raddr: peer.Addr().As16(), rport: peer.Port()}
 }
 
 // has reports whether the shared bit is set. Safe from any goroutine.
@@ -347,26 +346,26 @@ func (c *Conn) register() {
 		_ = l.k.Close(c.ch.fd) // never registered: nothing else refers to it
 		c.state = connClosed
 		l.numConns.Add(-1)
-		if l.srv != nil {
-			l.srv.connGone()
+		if l.g != nil {
+			l.g.connGone()
 		}
 		return
 	}
 	c.ch.interest = EventRead
-	l.channels.set(c.ch.fd, &c.ch)
+	l.channels.set(c.ch.fd, c)
 	c.state = connOpen
 	l.conns++
-	if d := l.srv.cfg.idleTimeout; d > 0 {
+	if d := l.g.cfg.idleTimeout; d > 0 {
 		c.setTimeout(idleTimeout, d)
 	}
-	if d := l.srv.cfg.writeTimeout; d > 0 {
+	if d := l.g.cfg.writeTimeout; d > 0 {
 		c.setTimeout(writeTimeout, d)
 	}
 	if l.tracing {
 		l.trace("OnOpen fd=%d peer=%v", c.ch.fd, c.peer())
 	}
 	l.current = c
-	l.srv.handler.OnOpen(c)
+	c.h.OnOpen(c)
 	l.current = nil
 	if l.draining && c.state == connOpen {
 		// Accepted just before the server began shutting down: it opens,
@@ -429,7 +428,7 @@ func (c *Conn) canRead() bool {
 // for the next connection.
 func (c *Conn) handleRead() {
 	l := c.loop
-	maxIn := l.srv.cfg.maxInputSize
+	maxIn := l.g.cfg.maxInputSize
 	var n int
 	var err error
 	if c.in == nil {
@@ -529,7 +528,7 @@ func (c *Conn) deliver(in *Buffer) {
 		l.trace("OnMessage fd=%d in=%d", c.ch.fd, in.Len())
 	}
 	l.current = c
-	l.srv.handler.OnMessage(c, in)
+	c.h.OnMessage(c, in)
 	l.current = nil
 }
 
@@ -540,7 +539,7 @@ func (c *Conn) deliver(in *Buffer) {
 func (c *Conn) peerEOF() {
 	c.eof = true
 	l := c.loop
-	if hh, ok := l.srv.handler.(HalfCloseHandler); ok && !c.has(sharedWClosed) {
+	if hh, ok := c.h.(HalfCloseHandler); ok && !c.has(sharedWClosed) {
 		c.keepOpen = true
 		c.updateInterest()
 		if c.state != connOpen {
@@ -618,7 +617,7 @@ func (c *Conn) flush(listed bool) {
 			l.trace("OnWriteComplete fd=%d", c.ch.fd)
 		}
 		l.current = c
-		l.srv.handler.OnWriteComplete(c)
+		c.h.OnWriteComplete(c)
 		l.current = nil
 	}
 	if c.state != connOpen {
@@ -664,7 +663,7 @@ func (c *Conn) finishFlushed() {
 
 // checkHighWater pauses reading when the output passes the high-water mark.
 func (c *Conn) checkHighWater(pending int) {
-	hwm := c.loop.srv.cfg.highWaterMark
+	hwm := c.loop.g.cfg.highWaterMark
 	if c.paused || hwm <= 0 || pending <= hwm {
 		if c.paused && pending <= hwm/2 {
 			c.resume(pending)
@@ -675,7 +674,7 @@ func (c *Conn) checkHighWater(pending int) {
 	if c.loop.tracing {
 		c.loop.trace("high water fd=%d buffered=%d", c.ch.fd, pending)
 	}
-	if wh, ok := c.loop.srv.handler.(WatermarkHandler); ok {
+	if wh, ok := c.h.(WatermarkHandler); ok {
 		c.loop.current = c
 		wh.OnHighWater(c, pending)
 		c.loop.current = nil
@@ -687,7 +686,7 @@ func (c *Conn) resume(pending int) {
 	if c.loop.tracing {
 		c.loop.trace("low water fd=%d buffered=%d", c.ch.fd, pending)
 	}
-	if wh, ok := c.loop.srv.handler.(WatermarkHandler); ok {
+	if wh, ok := c.h.(WatermarkHandler); ok {
 		c.loop.current = c
 		wh.OnLowWater(c, pending)
 		c.loop.current = nil
@@ -727,7 +726,7 @@ func (c *Conn) setInterest(want Events) {
 // output has been flushed. After the peer's EOF nothing more can arrive, so
 // it closes at once; otherwise it lingers (see linger).
 func (c *Conn) closeFlushed() {
-	if c.eof || c.loop.srv.cfg.lingerTimeout == 0 {
+	if c.eof || c.loop.g.cfg.lingerTimeout == 0 {
 		c.closeNow(nil)
 		return
 	}
@@ -774,7 +773,7 @@ func (c *Conn) linger() {
 		return
 	}
 	c.state = connLinger
-	c.startLinger(c.loop.srv.cfg.lingerTimeout)
+	c.startLinger(c.loop.g.cfg.lingerTimeout)
 	if l.tracing {
 		l.trace("linger fd=%d", c.ch.fd)
 	}
@@ -872,8 +871,8 @@ func (c *Conn) closeNow(err error) {
 		c.setLocked(sharedFDClosed)
 		c.mu.Unlock()
 		_ = l.k.Close(fd) // nothing useful to do if close fails: the fd is gone either way
-		if l.srv != nil {
-			l.srv.connGone()
+		if l.g != nil {
+			l.g.connGone()
 		}
 	}()
 	if registered {
@@ -897,7 +896,7 @@ func (c *Conn) callOnClose(err error) {
 			}
 		}()
 	}
-	l.srv.handler.OnClose(c, err)
+	c.h.OnClose(c, err)
 }
 
 // opError wraps a syscall error as net.OpError does, with the connection's

@@ -18,20 +18,21 @@ import (
 	"github.com/tcpreactor/reactor/internal/kernel"
 )
 
-// eventHandler is implemented by what a channel stands for: a connection or
-// an acceptor. handleEvent runs on the loop goroutine.
+// eventHandler is implemented by what a channel is embedded in: a
+// connection or an acceptor. handleEvent runs on the loop goroutine.
 type eventHandler interface {
 	handleEvent(ev Events)
 }
 
-// channel binds one descriptor to its handler and remembers the interest the
+// channel is the C design's channel: one descriptor and the interest the
 // Dispatcher was last told, so the loop only calls Modify when it changes.
-// A channel is embedded in the object it serves and owned by its loop; it
-// does not own the descriptor (the Conn or acceptor does).
+// It is embedded in the object that handles the descriptor's events (a Conn
+// or an acceptor), which the loop's channel map finds by descriptor. A
+// channel is owned by its loop; it does not own the descriptor (the Conn or
+// acceptor does).
 type channel struct {
 	fd       int
 	interest Events
-	handler  eventHandler
 }
 
 // Loop states.
@@ -66,7 +67,8 @@ type EventLoop struct {
 	d    Dispatcher
 	k    kernel.Interface
 	log  *slog.Logger
-	srv  *Server // nil for a standalone loop
+	g    *group  // what the loop's connections share; nil for a standalone loop
+	srv  *Server // the server the loop belongs to, or nil
 
 	// Owned by the loop goroutine.
 	channels  channelMap
@@ -120,13 +122,13 @@ func NewEventLoop(factory DispatcherFactory) (*EventLoop, error) {
 	return newEventLoop("loop", d, nil, slog.New(slog.DiscardHandler), defaultReadBufferSize), nil
 }
 
-func newEventLoop(name string, d Dispatcher, srv *Server, log *slog.Logger, readBufferSize int) *EventLoop {
+func newEventLoop(name string, d Dispatcher, g *group, log *slog.Logger, readBufferSize int) *EventLoop {
 	return &EventLoop{
 		name:      name,
 		d:         d,
 		k:         kernelOf(d),
 		log:       log,
-		srv:       srv,
+		g:         g,
 		events:    make([]Event, initialEvents),
 		readBuf:   make([]byte, readBufferSize),
 		iov:       make([][]byte, 2),
@@ -196,7 +198,7 @@ func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
 // them connections: Stop refuses them with ErrServerLoop and does nothing
 // (use Server.Shutdown or Server.Close).
 func (l *EventLoop) Stop() error {
-	if l.srv != nil {
+	if l.g != nil {
 		return ErrServerLoop
 	}
 	l.stop()
@@ -327,8 +329,8 @@ func (l *EventLoop) dispatchFrom(i, n int) (next int) {
 	}
 	for ; i < n; i++ {
 		ev := l.events[i]
-		if ch := l.channels.get(ev.FD); ch != nil {
-			ch.handler.handleEvent(ev.Events)
+		if h := l.channels.get(ev.FD); h != nil {
+			h.handleEvent(ev.Events)
 		}
 	}
 	return n
@@ -507,7 +509,7 @@ func (l *EventLoop) flushFrom(c *Conn) (rest *Conn) {
 // when. Callers check l.tracing first, so that building the arguments costs
 // nothing when the loop runs over a real kernel.
 func (l *EventLoop) trace(format string, args ...any) {
-	l.srv.tracef("loop "+l.name+": "+format, args...)
+	l.g.tracef("loop "+l.name+": "+format, args...)
 }
 
 // closeQueues runs the tasks and registers the connections queued before
@@ -575,8 +577,8 @@ func (l *EventLoop) handlerPanicked(r any) {
 // already count as stopped by then.
 func (l *EventLoop) exit() {
 	l.closeQueues()
-	l.channels.each(func(ch *channel) {
-		switch h := ch.handler.(type) {
+	l.channels.each(func(h eventHandler) {
+		switch h := h.(type) {
 		case *Conn:
 			h.closeNow(ErrServerClosed)
 		case *acceptor:

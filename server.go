@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -16,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tcpreactor/reactor/internal/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,21 +32,11 @@ const (
 // themselves). Create it with NewServer, run it with Serve, stop it with
 // Shutdown or Close. Every method is safe from any goroutine.
 type Server struct {
-	cfg     config
-	handler Handler
-	log     *slog.Logger
-	k       kernel.Interface
-	addr    *net.TCPAddr
+	group // configuration, handler, loops (acceptLoop first if separate), counters
+	addr  *net.TCPAddr
 
-	loops      []*EventLoop // the loops that serve connections
-	acceptLoop *EventLoop   // the main loop, when one loop accepts for all; else nil
-	allLoops   []*EventLoop // every loop the server runs (acceptLoop first if separate)
-	acceptors  []*acceptor
-	driver     simDriver                        // set when the loops run over a stepped simulation
-	tracef     func(format string, args ...any) // the simulation's trace, or nil
-	rr         int                              // round-robin cursor; owned by acceptLoop
-
-	stats serverStats
+	acceptLoop *EventLoop // the main loop, when one loop accepts for all; else nil
+	rr         int        // round-robin cursor; owned by acceptLoop
 
 	mu    sync.Mutex // guards state and serveErr
 	state int
@@ -83,7 +71,7 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, handler: h, log: cfg.logger, done: make(chan struct{})}
+	s := &Server{group: group{cfg: cfg, handler: h, log: cfg.logger}, done: make(chan struct{})}
 	if err := s.build(addr); err != nil {
 		s.release()
 		return nil, err
@@ -161,7 +149,8 @@ func (s *Server) newLoop(name string) (*EventLoop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reactor: creating dispatcher: %w", err)
 	}
-	l := newEventLoop(name, d, s, s.log, s.cfg.readBufferSize)
+	l := newEventLoop(name, d, &s.group, s.log, s.cfg.readBufferSize)
+	l.srv = s
 	l.recoverOn = s.cfg.recoverPanics
 	if len(s.allLoops) > 0 && l.k != s.allLoops[0].k {
 		_ = d.Close() // not yet used by anything
@@ -407,8 +396,8 @@ func (s *Server) loopsStopped() bool {
 // own connection; the others are still drained. Loop goroutine.
 func (l *EventLoop) beginDrain() {
 	l.draining = true
-	l.channels.each(func(ch *channel) {
-		switch h := ch.handler.(type) {
+	l.channels.each(func(h eventHandler) {
+		switch h := h.(type) {
 		case *acceptor:
 			h.close()
 		case *Conn:
@@ -433,7 +422,7 @@ func (c *Conn) drain() {
 	}
 	c.drained = true
 	l := c.loop
-	if sh, ok := l.srv.handler.(ShutdownHandler); ok {
+	if sh, ok := c.h.(ShutdownHandler); ok {
 		if !c.notified {
 			c.notified = true
 			if l.tracing {
@@ -471,7 +460,7 @@ func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort) {
 		l = s.loops[0]
 	}
 	l.numConns.Add(1)
-	c := newConn(l, fd, peer)
+	c := newConn(l, fd, peer, s.handler)
 	if l == from {
 		c.register()
 	} else if !l.adopt(c) {
@@ -519,18 +508,6 @@ func (s *Server) setSockopts(fd int) {
 				s.log.Debug("reactor: keep-alive", "err", err)
 				break
 			}
-		}
-	}
-}
-
-// connGone is called when a connection's descriptor has been closed: it
-// frees a slot under WithMaxConns and lets a paused acceptor try again at
-// once, since a descriptor is now free. Any loop goroutine.
-func (s *Server) connGone() {
-	s.stats.open.Add(-1)
-	for _, a := range s.acceptors {
-		if a.pausedNow.Load() {
-			a.loop.Submit(a.resume)
 		}
 	}
 }

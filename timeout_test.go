@@ -213,12 +213,13 @@ type timeoutModel struct {
 func newTimeoutModel(t *testing.T, n int) *timeoutModel {
 	m := &timeoutModel{t: t, k: &clockKernel{now: time.Hour}, closed: map[*Conn]error{}}
 	m.l = newEventLoop("model", clockDispatcher{k: m.k}, nil, slog.New(slog.DiscardHandler), 512)
-	m.l.srv = &Server{handler: HandlerFuncs{Close: func(c *Conn, err error) {
+	h := HandlerFuncs{Close: func(c *Conn, err error) {
 		m.closed[c] = err
 		m.order = append(m.order, c)
-	}}}
+	}}
+	m.l.g = &group{handler: h}
 	for range n {
-		m.conns = append(m.conns, &Conn{loop: m.l, state: connOpen})
+		m.conns = append(m.conns, &Conn{loop: m.l, h: h, state: connOpen})
 	}
 	return m
 }
