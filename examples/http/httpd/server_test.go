@@ -139,7 +139,10 @@ func TestConnectionCloseAndErrors(t *testing.T) {
 		{"malformed", "GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400},
 		{"no host", "GET / HTTP/1.1\r\n\r\n", 400},
 		{"oversized head", "GET / HTTP/1.1\r\nHost: t\r\nX: " + strings.Repeat("a", 9000) + "\r\n\r\n", 431},
-		{"chunked body", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+		{"unknown transfer coding", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+		{"body too large", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n", 413},
+		{"unknown expectation", "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: nothing\r\nContent-Length: 1\r\n\r\n", 417},
+		{"chunked body with Connection: close", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", 200},
 		{"not found", "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,6 +157,7 @@ func TestConnectionCloseAndErrors(t *testing.T) {
 			require.NoError(t, err)
 			_, _ = io.Copy(io.Discard, resp.Body)
 			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.True(t, resp.Close, "the response says Connection: close")
 			// Every one of these ends the connection: the server closes.
 			_, err = r.ReadByte()
 			assert.True(t, errors.Is(err, io.EOF), "want EOF after the response, got %v", err)
