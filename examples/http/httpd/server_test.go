@@ -27,12 +27,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testTimeout = 30 * time.Second
 
-// startServer runs the example server on a free loopback port and stops it
-// when the test ends.
-func startServer(t *testing.T, loops int) string {
+// startServer runs the example server with opts on a free loopback port
+// and stops it when the test ends.
+func startServer(t *testing.T, loops int, opts ...Option) string {
 	t.Helper()
-	srv, err := NewServer("127.0.0.1:0", loops, "epoll", slog.New(slog.DiscardHandler))
+	srv, err := NewServer("127.0.0.1:0", loops, "epoll", slog.New(slog.DiscardHandler), opts...)
 	require.NoError(t, err)
+	return serve(t, srv)
+}
+
+// serve runs srv and shuts it down when the test ends.
+func serve(t *testing.T, srv *reactor.Server) string {
+	t.Helper()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
 	t.Cleanup(func() {
@@ -166,10 +172,7 @@ func TestConnectionCloseAndErrors(t *testing.T) {
 }
 
 func TestCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl is not installed")
-	}
+	curl := needCurl(t)
 	addr := startServer(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
