@@ -2,6 +2,7 @@ package httpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -169,6 +170,98 @@ func TestConnectionCloseAndErrors(t *testing.T) {
 			assert.True(t, errors.Is(err, io.EOF), "want EOF after the response, got %v", err)
 		})
 	}
+}
+
+// A client that sends a bad request and goes on sending gets the whole
+// error response and then EOF, not a reset: the server answers, says
+// "Connection: close", and closes without losing the answer, although it
+// never reads the bytes that follow. Closing a socket with unread input
+// makes Linux send RST, which the client sees as ECONNRESET (and which can
+// destroy the answer still in flight); reactor's lingering close (shutdown,
+// then read and discard until the peer's EOF, then close) prevents that.
+//
+// Over the simulated network the unread bytes are certain: more than the
+// server's receive window is sent at once. Over loopback the server is
+// held before it handles its first read, until the client has written the
+// request and 64 KiB more: one read takes at most 64 KiB, so the request's
+// length in bytes is left unread at least.
+func TestRejectionThenEOFNotReset(t *testing.T) {
+	junk := strings.Repeat("junk", 64<<10)
+	cases := []struct {
+		name, req string
+		status    int
+	}{
+		{"malformed", "GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400},
+		{"body too large", "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n", 413},
+		{"bad chunk", "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+	}
+	check := func(t *testing.T, r *bufio.Reader, status int) {
+		t.Helper()
+		resp, err := http.ReadResponse(r, nil)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err, "the whole response")
+		assert.Equal(t, status, resp.StatusCode)
+		assert.Equal(t, statusText(status)+"\n", string(body))
+		assert.True(t, resp.Close, "the response says Connection: close")
+		_, err = r.ReadByte()
+		assert.True(t, errors.Is(err, io.EOF), "want EOF after the response, got %v", err)
+	}
+	t.Run("simulated", func(t *testing.T) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				s := simServer(t)
+				c, err := s.Dial(simAddr)
+				require.NoError(t, err)
+				_, err = c.WriteString(tc.req + junk[:256<<10])
+				require.NoError(t, err)
+				s.RunUntilIdle()
+				got := c.ReadAll()
+				assert.True(t, c.EOF(), "the server has closed its side")
+				assert.False(t, c.WasReset(), "closed, not reset")
+				assert.NoError(t, c.CloseWrite())
+				s.RunUntilIdle()
+				got = append(got, c.ReadAll()...)
+				assert.False(t, c.WasReset(), "closed, not reset")
+				check(t, bufio.NewReader(bytes.NewReader(got)), tc.status)
+			})
+		}
+	})
+	t.Run("loopback", func(t *testing.T) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg, err := newConfig(nil)
+				require.NoError(t, err)
+				open := make(chan struct{})
+				srv, err := reactor.NewServer("127.0.0.1:0", gated{newHandler(cfg), open},
+					append(cfg.serverOptions(), reactor.WithLoops(1))...)
+				require.NoError(t, err)
+				addr := serve(t, srv)
+				defer close(open)
+				c, err := net.DialTimeout("tcp", addr, testTimeout)
+				require.NoError(t, err)
+				defer c.Close()
+				require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
+				_, err = io.WriteString(c, tc.req+junk)
+				require.NoError(t, err)
+				require.NoError(t, c.(*net.TCPConn).CloseWrite())
+				open <- struct{}{}
+				check(t, bufio.NewReader(c), tc.status)
+			})
+		}
+	})
+}
+
+// gated holds each OnMessage of its handler until it receives from open
+// (or open is closed): a test decides when the server handles what it read.
+type gated struct {
+	reactor.Handler
+	open <-chan struct{}
+}
+
+func (g gated) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
+	<-g.open
+	g.Handler.OnMessage(c, in)
 }
 
 func TestCurl(t *testing.T) {
