@@ -56,9 +56,7 @@ func join(t *testing.T, addr string, smallBuffer bool) *member {
 // startChat runs the chat's main in a child process and returns its address.
 func startChat(t *testing.T, ctx context.Context, args ...string) (*extest.Child, string) {
 	t.Helper()
-	child, err := extest.Start(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
-	require.NoError(t, err)
-	addr, err := child.Addr(ctx, "chat server listening")
+	child, addr, err := extest.StartListening(ctx, "chat server listening", append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	require.NoError(t, err)
 	return child, addr
 }

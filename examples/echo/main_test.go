@@ -36,9 +36,7 @@ func TestEchoServesAndStops(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), bound)
 			defer cancel()
-			child, err := extest.Start(ctx, tc.args...)
-			require.NoError(t, err)
-			addr, err := child.Addr(ctx, "echo server listening")
+			child, addr, err := extest.StartListening(ctx, "echo server listening", tc.args...)
 			require.NoError(t, err)
 
 			c, err := net.DialTimeout("tcp", addr, bound)

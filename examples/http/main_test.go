@@ -28,9 +28,7 @@ const bound = 30 * time.Second
 func TestHTTPServesAndStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	child, err := extest.Start(ctx, "-addr", "127.0.0.1:0", "-loops", "1", "-max-body", "100")
-	require.NoError(t, err)
-	addr, err := child.Addr(ctx, "http server listening")
+	child, addr, err := extest.StartListening(ctx, "http server listening", "-addr", "127.0.0.1:0", "-loops", "1", "-max-body", "100")
 	require.NoError(t, err)
 
 	tr := &http.Transport{}

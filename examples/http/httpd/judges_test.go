@@ -10,7 +10,6 @@ package httpd
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -302,30 +300,4 @@ with requests.Session() as s:
 	out, _ := run(t, python, "-c", script, file, "http://"+addr+"/echo")
 	want := append(append([]byte{}, data...), data...)
 	assert.True(t, bytes.Equal(want, out), "echo of 2 x %d bytes differs (got %d)", len(data), len(out))
-}
-
-// All the clients at once against one server with two loops: nothing is
-// shared between connections that could mix their bodies up.
-func TestClientsConcurrently(t *testing.T) {
-	addr := startServer(t, 2)
-	cl := client(t)
-	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 10 {
-				payload := strings.Repeat(fmt.Sprintf("g%d-r%d;", g, i), 1000*(i+1))
-				resp, err := cl.Post("http://"+addr+"/echo", "text/plain", io.MultiReader(strings.NewReader(payload)))
-				if !assert.NoError(t, err) {
-					return
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				assert.NoError(t, err)
-				assert.Equal(t, payload, string(body))
-			}
-		}()
-	}
-	wg.Wait()
 }

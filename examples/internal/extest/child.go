@@ -129,6 +129,23 @@ func (c *Child) Addr(ctx context.Context, s string) (string, error) {
 	return m[1], nil
 }
 
+// StartListening starts a child as Start does and waits for its log line
+// that contains listening (e.g. "echo server listening"); it returns the
+// child and the line's addr= value.
+func StartListening(ctx context.Context, listening string, args ...string) (*Child, string, error) {
+	c, err := Start(ctx, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	addr, err := c.Addr(ctx, listening)
+	if err != nil {
+		_ = c.cmd.Process.Kill() // it never came up; Wait reaps it
+		_, log, _ := c.Wait()
+		return nil, "", fmt.Errorf("%w\n%s", err, log)
+	}
+	return c, addr, nil
+}
+
 // Signal sends sig to the child.
 func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
 
