@@ -38,12 +38,22 @@ func simServer(t *testing.T, opts ...Option) *reactor.Sim {
 	return s
 }
 
+// dial connects a client to the simulated server and closes it when the
+// test ends, before the server is shut down (cleanups run last first): a
+// graceful shutdown waits for the clients to close.
+func dial(t *testing.T, s *reactor.Sim) *reactor.SimConn {
+	t.Helper()
+	c, err := s.Dial(simAddr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() }) // net.ErrClosed if the test closed it
+	return c
+}
+
 // exchange dials the simulated server, sends each part as its own read
 // (letting the server run after each), and returns what the server sent.
 func exchange(t *testing.T, s *reactor.Sim, parts ...string) (*reactor.SimConn, []byte) {
 	t.Helper()
-	c, err := s.Dial(simAddr)
-	require.NoError(t, err)
+	c := dial(t, s)
 	var got []byte
 	for _, p := range parts {
 		if p != "" {
@@ -208,9 +218,8 @@ func TestServeMaxBodyBytes(t *testing.T) {
 	const limit = 3 << 20
 	s := simServer(t, WithMaxBodyBytes(limit))
 	data := strings.Repeat("0123456789abcdef", limit/16)
-	c, err := s.Dial(simAddr)
-	require.NoError(t, err)
-	_, err = c.WriteString("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: " + strconv.Itoa(limit) + "\r\n\r\n" + data)
+	c := dial(t, s)
+	_, err := c.WriteString("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: " + strconv.Itoa(limit) + "\r\n\r\n" + data)
 	require.NoError(t, err)
 	_, err = c.WriteString(chunkedPOST("", chunkedOf(data, 100<<10, "")))
 	require.NoError(t, err)

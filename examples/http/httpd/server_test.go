@@ -218,9 +218,8 @@ func TestRejectionThenEOFNotReset(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				s := simServer(t)
-				c, err := s.Dial(simAddr)
-				require.NoError(t, err)
-				_, err = c.WriteString(tc.req + junk[:256<<10])
+				c := dial(t, s)
+				_, err := c.WriteString(tc.req + junk[:256<<10])
 				require.NoError(t, err)
 				s.RunUntilIdle()
 				got := c.ReadAll()
