@@ -62,7 +62,8 @@
 //
 // # Testing
 //
-// Sim is a simulated network: a Server built with WithDispatcher(sim.Dispatcher)
-// runs unchanged over virtual sockets, a virtual clock and injected faults,
-// and a test steps it deterministically from its own goroutine.
+// Sim is a simulated network: a Server built with WithDispatcher(s.Dispatcher),
+// where s is the *Sim, runs unchanged over virtual sockets, a virtual clock
+// and injected faults, and a test steps it deterministically from its own
+// goroutine.
 package reactor

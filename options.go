@@ -203,7 +203,10 @@ func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread 
 // WithRecover controls panic isolation. When on (the default), a panic in a
 // Handler callback is recovered on the loop, logged with its stack, and ends
 // only that connection, whose OnClose receives an error wrapping
-// ErrHandlerPanic. When off, a panic crashes the program as usual.
+// ErrHandlerPanic. The connection ends with a reset (RST: SO_LINGER 0, its
+// unsent output dropped), not FIN, so that the peer cannot take a reply the
+// panic cut short for a complete one. When off, a panic crashes the program
+// as usual.
 func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on } }
 
 // WithBacklog sets the listen(2) backlog. 0 (the default) uses the system's

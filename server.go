@@ -107,10 +107,8 @@ func (s *Server) build(addr string) error {
 		s.acceptLoop.waitSubs = len(s.loops)
 	}
 	s.k = s.allLoops[0].k
-	if d, ok := s.allLoops[0].d.(simDriver); ok {
-		s.driver = d
-	}
-	if md, ok := s.allLoops[0].d.(*mockDispatcher); ok {
+	if md := simDispatcher(s.allLoops[0].d); md != nil {
+		s.driver = md
 		s.tracef = md.simKernel().Tracef
 		for _, l := range s.allLoops {
 			l.tracing = true
@@ -372,10 +370,13 @@ func (s *Server) waitLoops(cancel <-chan struct{}) error {
 }
 
 // shutdownHorizon is how far a stepped simulation's clock may move while a
-// Shutdown or Close waits for the loops: as far as a lingering close can
-// last. Virtual time passes only while the simulation is otherwise idle.
+// Shutdown or Close waits for the loops: a minute beyond the linger timeout,
+// time for lingering closes and for what handlers do on their own timers
+// when told of the shutdown (ShutdownHandler), but bounded, so that a timer
+// that rearms itself for ever cannot keep the shutdown going. Virtual time
+// passes only while the simulation is otherwise idle.
 func (s *Server) shutdownHorizon() time.Duration {
-	return deadlineAfter(s.k.Now(), s.cfg.lingerTimeout)
+	return deadlineAfter(s.k.Now(), deadlineAfter(s.cfg.lingerTimeout, time.Minute))
 }
 
 // loopsStopped reports whether every loop has returned from Run.
