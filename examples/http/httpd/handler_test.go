@@ -7,6 +7,7 @@ package httpd
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -283,4 +284,63 @@ func TestServeChunkedRoutes(t *testing.T) {
 	}
 	_, err := r.ReadByte()
 	assert.ErrorIs(t, err, io.EOF, "nothing more")
+}
+
+// quitter is the server's handler, plus a control word: a connection that
+// sends "QUIT" begins a graceful shutdown of the server, from the loop (so
+// Shutdown returns reactor.ErrInLoop at once and the test drives the rest).
+type quitter struct {
+	*handler
+	srv *reactor.Server
+	err error
+}
+
+func (q *quitter) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
+	if string(in.Bytes()) == "QUIT" {
+		in.Discard(in.Len())
+		q.err = q.srv.Shutdown(context.Background())
+		return
+	}
+	q.handler.OnMessage(c, in)
+}
+
+// A graceful shutdown answers the request a connection is in the middle of,
+// with "Connection: close", and closes idle connections after a moment's
+// grace: no request the server has begun to read is dropped.
+func TestServeGracefulShutdown(t *testing.T) {
+	cfg, err := newConfig(nil)
+	require.NoError(t, err)
+	s := reactor.NewSim(1)
+	q := &quitter{handler: newHandler(cfg)}
+	srv, err := reactor.NewServer(simAddr, q,
+		append(cfg.serverOptions(), reactor.WithDispatcher(s.Dispatcher), reactor.WithLoops(0))...)
+	require.NoError(t, err)
+	q.srv = srv
+	stop := s.Start(srv)
+
+	idle, got := exchange(t, s, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	require.Len(t, readResponses(t, got), 1)
+	busy, got := exchange(t, s, "GET / HTTP/1.1\r\nHost: a\r\n")
+	require.Empty(t, got)
+
+	exchange(t, s, "QUIT")
+	assert.ErrorIs(t, q.err, reactor.ErrInLoop)
+	s.Advance(shutdownGrace - 1)
+	assert.False(t, idle.EOF(), "an idle connection is given a moment for a request on its way")
+	s.Advance(1)
+	assert.True(t, idle.EOF(), "then it is closed")
+	assert.False(t, busy.EOF(), "the busy one is served")
+
+	_, err = busy.WriteString("\r\n")
+	require.NoError(t, err)
+	s.RunUntilIdle()
+	resps := readResponses(t, busy.ReadAll())
+	require.Len(t, resps, 1)
+	assert.Equal(t, 200, resps[0].status)
+	assert.True(t, resps[0].close, "the last response says Connection: close")
+	assert.True(t, busy.EOF())
+	assert.False(t, busy.WasReset())
+	require.NoError(t, idle.Close())
+	require.NoError(t, busy.Close())
+	require.NoError(t, stop())
 }
