@@ -114,6 +114,7 @@ func (s *scratch) dateNow() []byte {
 // request's head has been consumed by then, so what the response needs from
 // it is kept here. Owned by the connection's loop goroutine, like the Conn.
 type chunkedBody struct {
+	connState
 	active bool // a body is being decoded
 	rt     route
 	head   bool // a HEAD request: the response has no body
@@ -125,6 +126,82 @@ type chunkedBody struct {
 // keepBodyCap is the largest body buffer a connection keeps between
 // chunked requests; a larger one is dropped rather than held while idle.
 const keepBodyCap = 64 << 10
+
+// connState is what a connection remembers between reads for a graceful
+// shutdown (see OnShutdown): whether a request is half received, and
+// whether the server is shutting down, so that the next response closes the
+// connection. A connection that never had a chunked body keeps it in one of
+// the shared values below, with no allocation; one with a chunkedBody keeps
+// it there.
+type connState struct {
+	partial bool // a request's first bytes have arrived, not yet all of it
+	closing bool // the server is shutting down: close after the next response
+}
+
+var (
+	statePartial        = &connState{partial: true}
+	stateClosing        = &connState{closing: true}
+	statePartialClosing = &connState{partial: true, closing: true}
+)
+
+// stateOf returns c's connState, nil for an idle connection that has no
+// chunkedBody.
+func stateOf(c *reactor.Conn) *connState {
+	switch x := c.Context().(type) {
+	case *chunkedBody:
+		return &x.connState
+	case *connState:
+		return x
+	}
+	return nil
+}
+
+// setState records partial and closing for c.
+func setState(c *reactor.Conn, partial, closing bool) {
+	if cb, ok := c.Context().(*chunkedBody); ok {
+		cb.partial, cb.closing = partial, closing
+		return
+	}
+	switch {
+	case partial && closing:
+		c.SetContext(statePartialClosing)
+	case partial:
+		c.SetContext(statePartial)
+	case closing:
+		c.SetContext(stateClosing)
+	default:
+		c.SetContext(nil)
+	}
+}
+
+// shutdownGrace is how long a connection that is idle when a graceful
+// shutdown begins is kept open for a request already on its way: a client
+// that sends its next request as soon as it has read a response (a load
+// generator, a busy keep-alive client) would otherwise find the connection
+// closed under it and count an error. A request that arrives within it is
+// answered, with "Connection: close".
+const shutdownGrace = 250 * time.Millisecond
+
+// OnShutdown is called when a graceful Shutdown begins (reactor's
+// ShutdownHandler). The connection's next response closes it, so a request
+// the server has begun to read is answered, not dropped; an idle one is
+// closed after shutdownGrace if no request arrives. (A request that arrives
+// later still meets the lingering close: the client reads EOF, not a reset,
+// and may retry, as HTTP/1.1 clients do with idempotent requests on a
+// reused connection.)
+func (h *handler) OnShutdown(c *reactor.Conn) {
+	st := stateOf(c)
+	partial := st != nil && st.partial
+	setState(c, partial, true)
+	if partial {
+		return
+	}
+	c.Loop().AfterFunc(shutdownGrace, func() {
+		if st := stateOf(c); st == nil || !st.partial {
+			_ = c.Close() // ErrConnClosed if a response closed it already
+		}
+	})
+}
 
 func (b *chunkedBody) start(rt route, head bool, conn connHeader, limit int64) {
 	b.active, b.rt, b.head, b.conn = true, rt, head, conn
@@ -184,6 +261,10 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 	s := h.pool.Get().(*scratch)
 	b := in.Bytes()
 	consumed, closing := 0, false
+	shuttingDown := false
+	if st := stateOf(c); st != nil {
+		shuttingDown = st.closing
+	}
 	cb, _ := c.Context().(*chunkedBody)
 	for consumed < len(b) && !closing {
 		if cb != nil && cb.active {
@@ -197,6 +278,9 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 			}
 			if !done {
 				break
+			}
+			if shuttingDown {
+				cb.conn = connClose
 			}
 			s.out = respond(s.out, s.dateNow(), cb.rt, cb.head, cb.data, cb.conn)
 			closing = cb.conn == connClose
@@ -221,6 +305,9 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 		}
 		consumed += n
 		rt, head, conn := routeOf(&s.req), is(s.req.method, "HEAD"), s.req.responseConn()
+		if shuttingDown {
+			conn = connClose // the last response on this connection
+		}
 		if s.req.chunked {
 			if cb == nil {
 				cb = &chunkedBody{}
@@ -241,6 +328,8 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 	}
 	if closing {
 		_ = c.Close() // after the responses are flushed
+	} else {
+		setState(c, in.Len() > 0 || (cb != nil && cb.active), shuttingDown)
 	}
 	s.out, s.now = s.out[:0], nil
 	h.pool.Put(s)
