@@ -211,7 +211,9 @@ func TestListenErrors(t *testing.T) {
 		want             string // in the error text
 	}{
 		{"udp", "127.0.0.1:0", "unsupported network"},
-		{"unix", "/tmp/x", "unsupported network"},
+		{"sctp", "127.0.0.1:0", "unsupported network"},
+		{"unix", "", "empty Unix socket path"},
+		{"unix", "/nonexistent-reactor-dir/s.sock", "bind: no such file or directory"},
 		{"tcp", "127.0.0.1", "missing port"},
 		{"tcp", "example.com:80", "not an IP address"},
 		{"tcp", "127.0.0.1:http", "not a number"},
