@@ -179,11 +179,17 @@ func TestEchoIntegrity(t *testing.T) {
 // payloads of up to 1 MiB (64 KiB), each from its own seed.
 func echoMany(t *testing.T, addr net.Addr) {
 	t.Helper()
-	clients := 200
-	maxSize := 1 << 20
 	if testing.Short() {
-		clients, maxSize = 20, 64<<10
+		echoClients(t, addr, 20, 64<<10)
+		return
 	}
+	echoClients(t, addr, 200, 1<<20)
+}
+
+// echoClients runs echoOnce from the given number of concurrent clients,
+// with payloads of up to maxSize bytes.
+func echoClients(t *testing.T, addr net.Addr, clients, maxSize int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for i := range clients {
