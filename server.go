@@ -30,7 +30,8 @@ const (
 	stateClosed
 )
 
-// Server is a TCP server built on event loops: a main loop that accepts and
+// Server is a TCP or Unix domain socket server built on event loops (see
+// NewServer for the addresses it takes): a main loop that accepts and
 // hands connections to a pool of sub-loops (or, with WithLoops(0), one loop
 // that does everything; or, with WithReusePort, loops that each accept for
 // themselves). Create it with NewServer, run it with Serve, stop it with

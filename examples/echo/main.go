@@ -23,7 +23,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "address to listen on")
+	addr := flag.String("addr", "127.0.0.1:9000", "address to listen on: host:port, or unix:/path (unix:@name: abstract)")
 	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops serving connections (0: one loop accepts and serves)")
 	dispatcher := flag.String("dispatcher", "epoll", "readiness backend: epoll or poll")
 	reusePort := flag.Bool("reuseport", false, "one SO_REUSEPORT listener per loop")
