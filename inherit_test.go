@@ -98,6 +98,8 @@ func TestWithListenerErrors(t *testing.T) {
 	}{
 		{"an address too", "127.0.0.1:0", []reactor.Option{reactor.WithListener(tcp)}, `pass ""`},
 		{"nil", "", []reactor.Option{reactor.WithListener(nil)}, "WithListener(nil)"},
+		{"nil *net.TCPListener", "", []reactor.Option{reactor.WithListener((*net.TCPListener)(nil))}, "WithListener(nil)"},
+		{"nil *net.UnixListener", "", []reactor.Option{reactor.WithListener((*net.UnixListener)(nil))}, "WithListener(nil)"},
 		{"with WithReusePort", "", []reactor.Option{reactor.WithListener(tcp), reactor.WithReusePort(true)}, "WithReusePort"},
 		{"no descriptor", "", []reactor.Option{reactor.WithListener(fakeListener{tcp})}, "has no descriptor"},
 		{"closed", "", []reactor.Option{reactor.WithListener(closed)}, "use of closed network connection"},

@@ -108,7 +108,7 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
 		return fmt.Errorf("reactor: WithLogger(nil)")
-	case c.listenerSet && c.listener == nil:
+	case c.listenerSet && isNilListener(c.listener):
 		return fmt.Errorf("reactor: WithListener(nil)")
 	case c.listener != nil && c.reusePort:
 		return fmt.Errorf("reactor: WithListener with WithReusePort: an inherited listener is one socket, and SO_REUSEPORT needs one per loop")
@@ -253,6 +253,20 @@ func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 //	ln.Close() // the server has its own descriptor
 func WithListener(ln net.Listener) Option {
 	return func(c *config) { c.listener = ln; c.listenerSet = true }
+}
+
+// isNilListener reports whether ln is nil, or a nil pointer of the two
+// types WithListener takes (whose methods would panic).
+func isNilListener(ln net.Listener) bool {
+	switch ln := ln.(type) {
+	case nil:
+		return true
+	case *net.TCPListener:
+		return ln == nil
+	case *net.UnixListener:
+		return ln == nil
+	}
+	return false
 }
 
 // WithLogger sets the logger for the server's own events (accept failures,
