@@ -90,23 +90,17 @@ func TestListenUnixStale(t *testing.T) {
 // TestListenUnixNoLeakOnError: a failing Unix Listen closes its socket,
 // and so does the stale-file probe.
 func TestListenUnixNoLeakOnError(t *testing.T) {
-	lowestFree := func() int {
-		fd, err := unix.Dup(0)
-		require.NoError(t, err)
-		require.NoError(t, unix.Close(fd))
-		return fd
-	}
 	dir := shortDir(t)
 	live := filepath.Join(dir, "live.sock")
 	fd, _, err := OS{}.Listen("unix", live, false, 0)
 	require.NoError(t, err)
 	closeFD(t, fd)
-	before := lowestFree()
+	before := lowestFreeFD(t)
 	_, _, err = OS{}.Listen("unix", live, false, 0)
 	require.ErrorIs(t, err, unix.EADDRINUSE)
 	_, _, err = OS{}.Listen("unix", filepath.Join(dir, "no", "such"), false, 0)
 	require.ErrorIs(t, err, unix.ENOENT)
-	assert.Equal(t, before, lowestFree())
+	assert.Equal(t, before, lowestFreeFD(t))
 }
 
 func TestCheckUnixAddress(t *testing.T) {
