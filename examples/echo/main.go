@@ -36,7 +36,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.addr, "addr", "127.0.0.1:9000", "address to listen on")
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:9000", "address to listen on: host:port, or unix:/path (unix:@name: abstract)")
 	flag.IntVar(&o.loops, "loops", runtime.GOMAXPROCS(0), "event loops serving connections (0: one loop accepts and serves)")
 	flag.StringVar(&o.dispatcher, "dispatcher", "epoll", "readiness backend: epoll or poll")
 	flag.BoolVar(&o.reusePort, "reuseport", false, "one SO_REUSEPORT listener per loop")
