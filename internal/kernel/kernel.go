@@ -49,9 +49,11 @@ type Interface interface {
 	// Socketpair returns a connected pair of non-blocking stream sockets.
 	// The dispatcher contract tests use it.
 	Socketpair() (fds [2]int, err error)
-	// Read, Readv, Write and Writev are read(2), readv(2), write(2) and
-	// writev(2) on a non-blocking socket. A negative count from the kernel
-	// is returned as 0. Write never raises SIGPIPE.
+	// Read, Readv, Write and Writev behave as read(2), readv(2), write(2)
+	// and writev(2) on a non-blocking socket (the real implementation makes
+	// them as recvfrom, recvmsg, sendto and sendmsg, which take a shorter
+	// path through the kernel). A negative count from the kernel is
+	// returned as 0. Write never raises SIGPIPE.
 	Read(fd int, p []byte) (n int, err error)
 	Readv(fd int, iov [][]byte) (n int, err error)
 	Write(fd int, p []byte) (n int, err error)

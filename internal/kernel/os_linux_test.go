@@ -356,12 +356,19 @@ func TestTCPRoundTrip(t *testing.T) {
 			_, err = cn.c.Read(buf)
 			assert.ErrorIs(t, err, io.EOF)
 
-			// the peer closes: readable, then read returns (0, nil)
+			// the peer closes: readable, then read returns (0, nil), and
+			// so does every later read, vectored or not
 			require.NoError(t, cn.c.Close())
 			waitReadable(t, cn.fd)
 			n, err = k.Read(cn.fd, buf)
 			assert.Equal(t, 0, n)
 			assert.NoError(t, err, "EOF is (0, nil)")
+			n, err = k.Readv(cn.fd, [][]byte{buf[:3], buf[3:]})
+			assert.Equal(t, 0, n)
+			assert.NoError(t, err, "EOF is (0, nil) for Readv too")
+			n, err = k.Read(cn.fd, buf)
+			assert.Equal(t, 0, n)
+			assert.NoError(t, err, "EOF stays")
 		})
 	}
 }
@@ -378,27 +385,69 @@ func shift(a, b, c []byte, n int) ([]byte, []byte, []byte) {
 }
 
 // TestPeerReset: after the peer resets the connection (close with
-// SO_LINGER 0), the first call reports ECONNRESET and later writes EPIPE,
-// without a SIGPIPE (which under go test would be ignored anyway, but the
-// write must fail cleanly).
+// SO_LINGER 0), the first read, vectored or not, reports ECONNRESET, reads
+// after it see EOF, and writes fail with EPIPE, without a SIGPIPE (which
+// under go test would be ignored anyway, but the write must fail cleanly).
 func TestPeerReset(t *testing.T) {
 	k := OS{}
-	cn := listenAndAccept(t, "tcp4", "127.0.0.1:0")
-	require.NoError(t, cn.c.SetLinger(0))
-	require.NoError(t, cn.c.Close())
-	waitReadable(t, cn.fd)
-
 	buf := make([]byte, 16)
-	n, err := k.Read(cn.fd, buf)
-	assert.Equal(t, 0, n)
-	assert.Equal(t, unix.ECONNRESET, err)
+	reads := []struct {
+		name string
+		read func(fd int) (int, error)
+	}{
+		{"Read", func(fd int) (int, error) { return k.Read(fd, buf) }},
+		{"Readv", func(fd int) (int, error) { return k.Readv(fd, [][]byte{buf[:4], buf[4:]}) }},
+	}
+	for _, tt := range reads {
+		t.Run(tt.name, func(t *testing.T) {
+			cn := listenAndAccept(t, "tcp4", "127.0.0.1:0")
+			require.NoError(t, cn.c.SetLinger(0))
+			require.NoError(t, cn.c.Close())
+			waitReadable(t, cn.fd)
 
-	n, err = k.Write(cn.fd, []byte("x"))
+			n, err := tt.read(cn.fd)
+			assert.Equal(t, 0, n)
+			assert.Equal(t, unix.ECONNRESET, err)
+			n, err = tt.read(cn.fd)
+			assert.Equal(t, 0, n)
+			assert.NoError(t, err, "after the reset is reported, reads see EOF")
+
+			n, err = k.Write(cn.fd, []byte("x"))
+			assert.Equal(t, 0, n)
+			assert.Equal(t, unix.EPIPE, err)
+			n, err = k.Writev(cn.fd, [][]byte{[]byte("x"), []byte("y")})
+			assert.Equal(t, 0, n)
+			assert.Equal(t, unix.EPIPE, err)
+		})
+	}
+}
+
+// TestReadNeedsSocket: Read and Readv are recvfrom(2) and recvmsg(2), not
+// read(2) and readv(2) (see Read for why), so like Write and Writev they
+// fail with ENOTSOCK on a descriptor that is not a socket, here a pipe with
+// a byte waiting, which read(2) would have returned.
+func TestReadNeedsSocket(t *testing.T) {
+	k := OS{}
+	var p [2]int
+	require.NoError(t, unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC))
+	closeFD(t, p[0])
+	closeFD(t, p[1])
+	_, err := unix.Write(p[1], []byte("x"))
+	require.NoError(t, err)
+	buf := make([]byte, 4)
+
+	n, err := k.Read(p[0], buf)
 	assert.Equal(t, 0, n)
-	assert.Equal(t, unix.EPIPE, err)
-	n, err = k.Writev(cn.fd, [][]byte{[]byte("x"), []byte("y")})
+	assert.Equal(t, unix.ENOTSOCK, err)
+	n, err = k.Readv(p[0], [][]byte{buf[:2], buf[2:]})
 	assert.Equal(t, 0, n)
-	assert.Equal(t, unix.EPIPE, err)
+	assert.Equal(t, unix.ENOTSOCK, err)
+	_, err = k.Write(p[1], []byte("y"))
+	assert.Equal(t, unix.ENOTSOCK, err)
+
+	n, err = unix.Read(p[0], buf)
+	require.NoError(t, err)
+	assert.Equal(t, "x", string(buf[:n]), "the byte is still there for read(2)")
 }
 
 // TestWriteResetFirst: when the first call after the reset is a write, it
@@ -433,6 +482,9 @@ func TestSocketpair(t *testing.T) {
 	// The peer closed: EOF for the reader, EPIPE (no SIGPIPE) for the writer.
 	require.NoError(t, k.Shutdown(a, unix.SHUT_RDWR))
 	n, err = k.Read(b, buf)
+	assert.Equal(t, 0, n)
+	assert.NoError(t, err)
+	n, err = k.Readv(b, [][]byte{buf[:1], buf[1:]})
 	assert.Equal(t, 0, n)
 	assert.NoError(t, err)
 	_, err = k.Write(b, []byte("x"))
@@ -599,11 +651,23 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}
 
+	// A socket at EOF, for the (0, nil) path.
+	eof, closed := socketpair(t)
+	require.NoError(t, k.Shutdown(closed, unix.SHUT_WR))
+	expectEOF := func(n int, err error) error {
+		if n != 0 || err != nil {
+			return fmt.Errorf("expected EOF, got (%d, %v)", n, err)
+		}
+		return nil
+	}
+
 	tests := []struct {
 		name string
 		fn   func() error
 	}{
 		{"Read EAGAIN", func() error { return expectEAGAIN(k.Read(a, buf)) }},
+		{"Read EOF", func() error { return expectEOF(k.Read(eof, buf)) }},
+		{"Readv EOF", func() error { return expectEOF(k.Readv(eof, iovIn)) }},
 		{"Readv EAGAIN", func() error { return expectEAGAIN(k.Readv(a, iovIn)) }},
 		{"Write EAGAIN", func() error { return expectEAGAIN(k.Write(full, one)) }},
 		{"Writev EAGAIN", func() error { return expectEAGAIN(k.Writev(full, iovOut)) }},
