@@ -10,11 +10,19 @@
  *     instance and its own SO_REUSEPORT listening socket, so the kernel
  *     spreads connections over the loops and no lock is ever taken;
  *   - level-triggered epoll; every socket non-blocking;
- *   - on EPOLLIN one read(2) into the thread's 64 KiB buffer, then one
- *     write(2) of what was read; a short write keeps the remainder in a
+ *   - on EPOLLIN one recv(2) into the thread's 64 KiB buffer, then one
+ *     send(2) of what was read; a short write keeps the remainder in a
  *     per-connection buffer and switches the connection to EPOLLOUT only
  *     (reading stops until it drains, so memory per connection is bounded by
  *     one read); once drained it goes back to EPOLLIN;
+ *   - recv and send, not read and write: on a socket read(2) and write(2)
+ *     take the generic file path (fdget_pos, vfs_read/vfs_write,
+ *     sock_read_iter/sock_write_iter) before reaching the socket layer,
+ *     which recv and send skip (fdget, then __sys_recvfrom/__sys_sendto).
+ *     The ceiling should take the cheapest path a server can (reactor reads
+ *     with recvfrom and writes with sendto); read and write here would lower
+ *     it and flatter every ratio to it (bench/RESULTS.md has the before and
+ *     after);
  *   - the soft RLIMIT_NOFILE is raised to the hard limit at start, because
  *     unlike Go's runtime a C program keeps the soft limit (often 1024) it was
  *     given, and the idle workload holds 19 000 connections.
@@ -121,7 +129,7 @@ static void close_conn(int fd) {
 static int flush(int fd) {
 	struct conn *c = &conns[fd];
 	while (c->off < c->len) {
-		ssize_t n = write(fd, c->out + c->off, c->len - c->off);
+		ssize_t n = send(fd, c->out + c->off, c->len - c->off, MSG_NOSIGNAL);
 		if (n > 0) {
 			c->off += (size_t)n;
 			continue;
@@ -139,7 +147,7 @@ static int flush(int fd) {
 }
 
 static void on_readable(int ep, int fd, char *buf) {
-	ssize_t n = read(fd, buf, READ_BUF);
+	ssize_t n = recv(fd, buf, READ_BUF, 0);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		close_conn(fd);
 		return;
@@ -148,7 +156,7 @@ static void on_readable(int ep, int fd, char *buf) {
 		return;
 	ssize_t w = 0;
 	while (w < n) {
-		ssize_t k = write(fd, buf + w, (size_t)(n - w));
+		ssize_t k = send(fd, buf + w, (size_t)(n - w), MSG_NOSIGNAL);
 		if (k > 0) {
 			w += k;
 			continue;
