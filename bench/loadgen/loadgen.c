@@ -2,8 +2,11 @@
  * loadgen.c — echo load generator for the side-by-side benchmarks.
  *
  * It opens -c connections to -addr, keeps -d messages of -s bytes in flight on
- * each, checks every echoed byte, runs -w seconds of warm-up and then -t
- * seconds measured, and prints one JSON line (see README.md for the fields).
+ * each, checks every echoed byte, and once every connection is established
+ * (or has failed) runs -w seconds of warm-up and then -t seconds measured,
+ * and prints one JSON line (see README.md for the fields). Waiting for the
+ * connections matters with many of them: 19 000 connects take seconds, and a
+ * window that began before they were all up would measure the set-up.
  *
  * Why C with epoll: the client must cost less CPU than the fastest server it
  * measures (the C echo server), or it measures itself. One thread drives all
@@ -61,10 +64,20 @@
 static struct sockaddr_in server;
 static const char *addr_str = "127.0.0.1:9000";
 static int nconn = 100, depth = 1, msgsize = 64, nthreads = 1;
-static double warm_s = 2, dur_s = 10, connect_timeout_s = 10;
+static double warm_s = 2, dur_s = 10, connect_timeout_s = 30;
 static int server_pid; /* -pid: the server whose CPU time is reported, 0 for none */
 static unsigned char *pattern; /* 65536 + msgsize bytes */
-static uint64_t t_start, t_measure, t_end; /* CLOCK_MONOTONIC ns */
+/* CLOCK_MONOTONIC ns. t_start is set before the threads start. t_measure and
+ * t_end stay NOT_YET until every connection has settled; then the main thread
+ * stores t_measure and after it t_end, both with release order, and the
+ * workers load them with acquire order (see load_ns): a worker that sees
+ * t_end set sees t_measure too. */
+#define NOT_YET UINT64_MAX
+static uint64_t t_start, t_measure = NOT_YET, t_end = NOT_YET;
+static int settled; /* connections connected or failed while connecting; atomic */
+
+static uint64_t load_ns(const uint64_t *t) { return __atomic_load_n(t, __ATOMIC_ACQUIRE); }
+
 
 /* ---------- per-thread state; each thread owns its own ---------- */
 
@@ -124,6 +137,8 @@ static const unsigned char *window(uint32_t id, uint64_t seq) {
 
 static void fail(struct worker *w, struct lconn *c, const char *what, int err) {
 	w->errors++;
+	if (c->state == CONNECTING)
+		__atomic_add_fetch(&settled, 1, __ATOMIC_RELEASE);
 	if (w->err[0] == '\0') {
 		if (err)
 			snprintf(w->err, sizeof(w->err), "conn %u msg %llu: %s: %s", c->id,
@@ -214,7 +229,7 @@ static void on_read(struct worker *w, struct lconn *c, uint64_t now) {
 		fail(w, c, "received more bytes than were sent", 0);
 		return;
 	}
-	int measuring = now >= t_measure && now < t_end;
+	int measuring = now >= load_ns(&t_measure) && now < load_ns(&t_end);
 	const unsigned char *p = w->rbuf;
 	while (n > 0) {
 		size_t chunk = (size_t)msgsize - c->rx_off;
@@ -250,6 +265,7 @@ static void on_connected(struct worker *w, struct lconn *c, uint64_t now) {
 	}
 	c->state = OPEN;
 	w->connected++;
+	__atomic_add_fetch(&settled, 1, __ATOMIC_RELEASE);
 	pump(w, c, now);
 }
 
@@ -289,7 +305,8 @@ static void *run_worker(void *arg) {
 	uint64_t connect_deadline = t_start + (uint64_t)(connect_timeout_s * 1e9);
 	for (;;) {
 		uint64_t now = now_ns();
-		if (now >= t_end)
+		uint64_t measure = load_ns(&t_measure), end = load_ns(&t_end);
+		if (now >= end)
 			break;
 		if (now >= connect_deadline && connect_deadline != 0) {
 			for (int i = 0; i < w->count; i++)
@@ -297,7 +314,8 @@ static void *run_worker(void *arg) {
 					fail(w, &w->conns[i], "connect timed out", 0);
 			connect_deadline = 0;
 		}
-		uint64_t next = now < t_measure ? t_measure : t_end;
+		/* Until the window is set, wake every 50 ms to look for it. */
+		uint64_t next = end == NOT_YET ? now + 50000000u : now < measure ? measure : end;
 		if (connect_deadline != 0 && connect_deadline < next)
 			next = connect_deadline;
 		int timeout_ms = (int)((next - now) / 1000000u) + 1;
@@ -437,10 +455,24 @@ int main(int argc, char **argv) {
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* One descriptor per connection, one epoll set per thread and the three
+	 * standard ones: raise the soft limit to the hard one (a C program keeps
+	 * the soft limit it was given, often 1024) and say so plainly when even
+	 * that is too few, rather than failing thousands of sockets with EMFILE. */
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		perror("getrlimit");
+		return 1;
+	}
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		perror("setrlimit");
+		return 1;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)nconn + (rlim_t)nthreads + 3 > rl.rlim_cur) {
+		fprintf(stderr, "-c %d needs %d descriptors; the hard limit is %llu\n", nconn, nconn + nthreads + 3,
+		        (unsigned long long)rl.rlim_cur);
+		return 1;
 	}
 
 	size_t patlen = (size_t)OFFSET_MASK + 1 + (size_t)msgsize;
@@ -464,8 +496,6 @@ int main(int argc, char **argv) {
 		return 1;
 	}
 	t_start = now_ns();
-	t_measure = t_start + (uint64_t)(warm_s * 1e9);
-	t_end = t_measure + (uint64_t)(dur_s * 1e9);
 	int next = 0;
 	for (int t = 0; t < nthreads; t++) {
 		struct worker *w = &ws[t];
@@ -483,6 +513,16 @@ int main(int argc, char **argv) {
 			return 1;
 		}
 	}
+	/* Every connection settles by the connect deadline at the latest: the
+	 * workers fail the ones still connecting then. */
+	while (__atomic_load_n(&settled, __ATOMIC_ACQUIRE) < nconn) {
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = 10000000}; /* 10 ms */
+		nanosleep(&ts, NULL);
+	}
+	uint64_t t_settled = now_ns();
+	uint64_t measure = t_settled + (uint64_t)(warm_s * 1e9);
+	__atomic_store_n(&t_measure, measure, __ATOMIC_RELEASE);
+	__atomic_store_n(&t_end, measure + (uint64_t)(dur_s * 1e9), __ATOMIC_RELEASE);
 	sleep_until(t_measure);
 	double u0, s0, u1, s1;
 	double srv0 = proc_cpu_seconds(server_pid);
@@ -528,12 +568,12 @@ int main(int argc, char **argv) {
 	double srv = srv0 >= 0 && srv1 >= 0 ? srv1 - srv0 : -1;
 	/* The error text is ours and holds no quote or backslash. */
 	printf("{\"tool\":\"loadgen\",\"addr\":\"%s\",\"conns\":%d,\"connected\":%d,\"depth\":%d,"
-	       "\"size\":%d,\"threads\":%d,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"msgs\":%llu,"
+	       "\"size\":%d,\"threads\":%d,\"connect_s\":%.3f,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"msgs\":%llu,"
 	       "\"msgs_per_s\":%.1f,\"mib_per_s\":%.2f,\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,"
 	       "\"lat_p999_us\":%.1f,\"lat_max_us\":%.1f,\"errors\":%llu,\"error\":\"%s\","
 	       "\"client_cpu_s\":%.3f,\"client_user_s\":%.3f,\"client_sys_s\":%.3f,\"client_cpu_pct\":%.1f,"
 	       "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_pct\":%.1f}\n",
-	       addr_str, nconn, connected, depth, msgsize, nthreads, warm_s, win,
+	       addr_str, nconn, connected, depth, msgsize, nthreads, (double)(t_settled - t_start) / 1e9, warm_s, win,
 	       (unsigned long long)msgs, (double)msgs / win, (double)msgs * msgsize / win / (1024.0 * 1024.0),
 	       qv[0], qv[1], qv[2], qv[3], (unsigned long long)errors, err, cpu, u1 - u0, s1 - s0, cpu / wall * 100.0,
 	       server_pid, srv, srv >= 0 ? srv / wall * 100.0 : -1.0);
