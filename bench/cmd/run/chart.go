@@ -111,7 +111,7 @@ func chart(res *results) string {
 	for gi, g := range groups {
 		gx := x
 		for _, s := range g.srvs {
-			colour := palette[serverIndex(res, s.Name)%len(palette)]
+			colour := serverColour(res, s.Name)
 			c := cs[[2]string{g.w.Name, s.Name}]
 			cx := x + barW/2
 			switch {

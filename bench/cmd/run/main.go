@@ -35,10 +35,11 @@ func mainErr() error {
 	var (
 		rounds     = flag.Int("rounds", 3, "rounds; every server runs every workload once per round")
 		serversF   = flag.String("servers", "", "comma-separated servers to run (default: all discovered)")
+		extraF     = flag.String("extra", "", "prebuilt servers to run as well, name=binary,... (an A/B of two builds)")
 		workloadsF = flag.String("workloads", "", "comma-separated workloads (default: all); see -list")
 		warmup     = flag.Duration("warmup", time.Second, "warm-up before each measurement")
 		duration   = flag.Duration("duration", 6*time.Second, "measured time of each echo and HTTP run")
-		quick      = flag.Bool("quick", false, "one round of 3 s runs, without idle-19k: about 2-3 minutes")
+		quick      = flag.Bool("quick", false, "one round of 3 s runs, without echo-64B-c1000, echo-64B-c19k and idle-19k: about 3-4 minutes")
 		serverCPUs = flag.String("server-cpus", "0", "CPU list for the server (taskset -c); empty: not pinned")
 		clientCPUs = flag.String("client-cpus", "1", "CPU list for the client (taskset -c); empty: not pinned")
 		loops      = flag.Int("loops", 1, "-loops passed to every server")
@@ -76,15 +77,19 @@ func mainErr() error {
 			*duration = 3 * time.Second
 		}
 		if !set["workloads"] {
-			*workloadsF = "echo-64B-d1,echo-64B-d16,echo-4KiB-c1000,idle-10k,http,http-pipe16"
+			*workloadsF = "echo-64B-d1,echo-64B-d16,echo-4KiB-c1000,echo-64B-c10k,idle-10k,http,http-pipe16"
 		}
 	}
 	servers, err := discover(dir)
 	if err != nil {
 		return err
 	}
+	extra, err := parseExtra(*extraF, servers)
+	if err != nil {
+		return err
+	}
 	if *list {
-		for _, s := range servers {
+		for _, s := range append(servers, extra...) {
 			fmt.Printf("server   %-16s %s\n", s.Name, s.Kind)
 		}
 		for _, w := range allWorkloads {
@@ -96,6 +101,7 @@ func mainErr() error {
 	if err != nil {
 		return err
 	}
+	servers = append(servers, extra...)
 	workloads, err := selectWorkloads(*workloadsF)
 	if err != nil {
 		return err
@@ -465,8 +471,9 @@ func loadAvg() string {
 	return strings.Join(f[:min(3, len(f))], " ")
 }
 
-// writeResults writes results.json, tables.md and throughput.svg into dir
-// and prints the tables to w.
+// writeResults writes results.json, tables.md, throughput.svg and (when the
+// run has the workloads for it) cpu-per-msg.svg into dir and prints the
+// tables to w.
 func writeResults(dir string, res *results, w *os.File) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
@@ -498,7 +505,14 @@ func writeReport(dir string, res *results, w *os.File) error {
 	if err := os.WriteFile(filepath.Join(dir, "throughput.svg"), []byte(chart(res)), 0o644); err != nil {
 		return err
 	}
+	written := "results.json,tables.md,throughput.svg"
+	if svg, ok := cpuChart(res); ok {
+		if err := os.WriteFile(filepath.Join(dir, cpuChartFile), []byte(svg), 0o644); err != nil {
+			return err
+		}
+		written += "," + cpuChartFile
+	}
 	fmt.Fprint(w, md)
-	fmt.Fprintf(w, "\nwritten: %s/{results.json,tables.md,throughput.svg}\n", dir)
+	fmt.Fprintf(w, "\nwritten: %s/{%s}\n", dir, written)
 	return nil
 }

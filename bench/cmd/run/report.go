@@ -159,6 +159,8 @@ func tables(res *results) string {
 		b.WriteString("\n")
 	}
 
+	cpuSummary(&b, res, cs)
+
 	for _, w := range res.Workloads {
 		srvs := serversOf(res, w.kind())
 		if len(srvs) == 0 {
@@ -215,7 +217,7 @@ func tables(res *results) string {
 					fixed(c.latency(func(r record) float64 { return r.P50 }).Median),
 					fixed(c.latency(func(r record) float64 { return r.P99 }).Median),
 					fixed(c.latency(func(r record) float64 { return r.P999 }).Median),
-					fmt.Sprintf("%.2f", c.stat(func(r record) float64 { return r.ServerUsPerOp }).Median),
+					fmt.Sprintf("%.2f", c.stat(usPerOp).Median),
 					pct(func(r record) float64 { return r.ServerCPUPct }),
 					pct(func(r record) float64 { return r.ClientCPUPct }),
 					pct(func(r record) float64 { return r.BgCPUPct }),
@@ -232,7 +234,7 @@ func tables(res *results) string {
 					fixed(c.latency(func(r record) float64 { return r.P50 }).Median),
 					fixed(c.latency(func(r record) float64 { return r.P99 }).Median),
 					fixed(c.latency(func(r record) float64 { return r.P999 }).Median),
-					fmt.Sprintf("%.2f", c.stat(func(r record) float64 { return r.ServerUsPerOp }).Median),
+					fmt.Sprintf("%.2f", c.stat(usPerOp).Median),
 					pct(func(r record) float64 { return r.ServerCPUPct }),
 					pct(func(r record) float64 { return r.ClientCPUPct }),
 					pct(func(r record) float64 { return r.BgCPUPct }),
@@ -258,6 +260,48 @@ func tables(res *results) string {
 		b.WriteString("## Failures\n\n" + strings.Join(fails, "\n") + "\n")
 	}
 	return b.String()
+}
+
+func usPerOp(r record) float64 { return r.ServerUsPerOp }
+
+// cpuSummary writes the echo servers' CPU time per message on every echo
+// workload, each with its ratio to the C server's: with client and server
+// on one core each, throughput is often a joint limit of the two, while
+// this is the server's own cost (see README.md, Reading the tables).
+func cpuSummary(b *strings.Builder, res *results, cs map[[2]string]*cell) {
+	var ws []workload
+	for _, w := range res.Workloads {
+		if w.Type == typeEcho {
+			ws = append(ws, w)
+		}
+	}
+	srvs := serversOf(res, kindEcho)
+	if len(ws) == 0 || len(srvs) == 0 {
+		return
+	}
+	b.WriteString("## Summary: echo server CPU per message (µs, lower is better; ÷ " + cServer + " in brackets)\n\n| server |")
+	for _, w := range ws {
+		fmt.Fprintf(b, " %s |", w.Name)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(ws)) + "\n")
+	for _, s := range srvs {
+		fmt.Fprintf(b, "| %s |", s.Name)
+		for _, w := range ws {
+			c := cs[[2]string{w.Name, s.Name}]
+			if c == nil || len(c.ok) == 0 {
+				b.WriteString(" – |")
+				continue
+			}
+			med := c.stat(usPerOp).Median
+			out := fmt.Sprintf("%.2f", med)
+			if base := cs[[2]string{w.Name, cServer}]; base != nil && len(base.ok) > 0 {
+				out += " (" + ratioStr(med, base.stat(usPerOp).Median) + ")"
+			}
+			b.WriteString(" " + out + " |")
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 }
 
 // headline is one summary cell: the median and its ratio to the baseline.

@@ -99,12 +99,22 @@ func TestDiscover(t *testing.T) {
 	assert.Equal(t, []string{kindEcho, kindEcho, kindEcho, kindHTTP, kindHTTP, kindEcho}, kinds)
 }
 
+// workloadNamed returns the workload of that name from allWorkloads.
+func workloadNamed(name string) workload {
+	for _, w := range allWorkloads {
+		if w.Name == name {
+			return w
+		}
+	}
+	panic("no workload " + name) // a typo in a test
+}
+
 // sample builds results with a baseline, a second server with one failed
 // round, a server that did not build, and an HTTP server.
 func sample() *results {
 	res := &results{
 		Meta:      meta{Rounds: 2, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
-		Workloads: []workload{allWorkloads[0], allWorkloads[3], allWorkloads[5]},
+		Workloads: []workload{workloadNamed("echo-64B-d1"), workloadNamed("idle-10k"), workloadNamed("http")},
 		Servers: []serverInfo{
 			{Name: "gnet", Kind: kindEcho},
 			{Name: "other", Kind: kindEcho},
@@ -184,4 +194,130 @@ func TestUnknownLatencyIsLeftOut(t *testing.T) {
 	assert.Equal(t, 200.0, c.latency(func(r record) float64 { return r.P99 }).Median)
 	c = cell{ok: []record{{P99: -1}}}
 	assert.Equal(t, "–", fixed(c.latency(func(r record) float64 { return r.P99 }).Median))
+}
+
+func TestManyConnectionWorkloads(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		conns int
+	}{
+		{"echo-64B-d1", 100}, {"echo-64B-c1000", 1000}, {"echo-64B-c10k", 10000}, {"echo-64B-c19k", 19000},
+	} {
+		w := workloadNamed(tt.name)
+		assert.Equal(t, typeEcho, w.Type, tt.name)
+		assert.Equal(t, tt.conns, w.Conns, tt.name)
+		assert.Equal(t, 64, w.Size, tt.name)
+		assert.Equal(t, 1, w.Depth, tt.name)
+		// Server and client each hold one descriptor per connection and
+		// must stay under the 20 000 the benchmark machine allows.
+		assert.Less(t, w.Conns+16, 20000, tt.name)
+	}
+	series := cpuSeries(&results{Workloads: allWorkloads})
+	var names []string
+	for _, w := range series {
+		names = append(names, w.Name)
+	}
+	assert.Equal(t, []string{"echo-64B-d1", "echo-64B-c1000", "echo-64B-c10k", "echo-64B-c19k"}, names)
+}
+
+// cpuSample builds results for the CPU chart and summary: the C server and
+// gnet on three connection counts, reactor missing the middle one.
+func cpuSample() *results {
+	res := &results{
+		Meta: meta{Rounds: 2},
+		Workloads: []workload{workloadNamed("echo-64B-d1"), workloadNamed("echo-64B-c10k"),
+			workloadNamed("echo-64B-c19k"), workloadNamed("idle-10k")},
+		Servers: []serverInfo{{Name: cServer, Kind: kindEcho}, {Name: "gnet", Kind: kindEcho}, {Name: "reactor", Kind: kindEcho}},
+	}
+	add := func(w, s string, us ...float64) {
+		for i, u := range us {
+			res.Records = append(res.Records, record{Round: i + 1, Workload: w, Server: s, Value: 1000, ServerUsPerOp: u})
+		}
+	}
+	add("echo-64B-d1", cServer, 3, 4)
+	add("echo-64B-c10k", cServer, 4, 6)
+	add("echo-64B-c19k", cServer, 5, 5)
+	add("echo-64B-d1", "gnet", 4, 4)
+	add("echo-64B-c10k", "gnet", 8, 8)
+	add("echo-64B-c19k", "gnet", 9, 11)
+	add("echo-64B-d1", "reactor", 3.5, 3.5)
+	add("echo-64B-c19k", "reactor", 6, 6)
+	return res
+}
+
+func TestCPUSummary(t *testing.T) {
+	md := tables(cpuSample())
+	assert.Contains(t, md, "## Summary: echo server CPU per message (µs, lower is better; ÷ c-epoll in brackets)")
+	assert.Contains(t, md, "| server | echo-64B-d1 | echo-64B-c10k | echo-64B-c19k |\n", "idle is not an echo workload")
+	assert.Contains(t, md, "| c-epoll | 3.50 (1.00) | 5.00 (1.00) | 5.00 (1.00) |")
+	assert.Contains(t, md, "| gnet | 4.00 (1.14) | 8.00 (1.60) | 10.00 (2.00) |")
+	assert.Contains(t, md, "| reactor | 3.50 (1.00) | – | 6.00 (1.20) |")
+}
+
+func TestCPUChart(t *testing.T) {
+	svg, ok := cpuChart(cpuSample())
+	require.True(t, ok)
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	polylines, circles := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		if e, ok := tok.(xml.StartElement); ok {
+			switch e.Name.Local {
+			case "polyline":
+				polylines++
+			case "circle":
+				circles++
+			}
+		}
+	}
+	assert.Equal(t, 3, polylines, "one line per server")
+	assert.Equal(t, 8, circles, "one point per server and workload with a figure")
+	for _, label := range []string{">100<", ">10 000<", ">19 000<", "gnet, echo-64B-c19k: 10.00 µs/msg (9.00–11.00)"} {
+		assert.Contains(t, svg, label)
+	}
+
+	// One connection count is not a line: no chart.
+	res := cpuSample()
+	res.Workloads = res.Workloads[:1]
+	_, ok = cpuChart(res)
+	assert.False(t, ok)
+}
+
+func TestNiceStep(t *testing.T) {
+	for _, tt := range []struct{ raw, want float64 }{
+		{0.7, 1}, {1, 1}, {1.2, 2}, {3, 5}, {7, 10}, {0.12, 0.2}, {0, 1},
+	} {
+		assert.InDelta(t, tt.want, niceStep(tt.raw), 1e-12, "%v", tt.raw)
+	}
+	assert.Equal(t, "2.5", trimFloat(2.5))
+	assert.Equal(t, "2", trimFloat(2))
+	assert.Equal(t, "19 000", spaced(19000))
+}
+
+func TestParseExtra(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "reactor-base")
+	require.NoError(t, os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755))
+	plain := filepath.Join(dir, "notexec")
+	require.NoError(t, os.WriteFile(plain, nil, 0o644))
+	discovered := []server{{Name: cServer}, {Name: "reactor"}}
+
+	got, err := parseExtra("reactor-base="+bin+", old-http="+bin, discovered)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	assert.Equal(t, server{Name: "reactor-base", Kind: kindEcho, Bin: bin, Prebuilt: true}, got[0])
+	assert.Equal(t, kindHTTP, got[1].Kind)
+
+	got, err = parseExtra("", discovered)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+
+	for _, bad := range []string{"reactor=" + bin, "x=" + bin + ",x=" + bin, "x", "=" + bin, "x=" + plain, "x=" + dir, "x=/no/such"} {
+		_, err := parseExtra(bad, discovered)
+		assert.Error(t, err, bad)
+	}
 }

@@ -31,6 +31,7 @@ type server struct {
 	Kind     string // kindEcho or kindHTTP
 	Bin      string // built executable
 	BuildErr string // why it did not build; empty when it did
+	Prebuilt bool   // given with -extra: Bin is used as it is
 }
 
 // discover lists the servers under dir/servers (every directory holding a Go
@@ -59,6 +60,46 @@ func discover(dir string) ([]server, error) {
 	}
 	sort.SliceStable(list, func(i, j int) bool { return order(list[i].Name) < order(list[j].Name) })
 	return list, nil
+}
+
+// parseExtra reads -extra: comma-separated name=binary pairs naming servers
+// that are already built, such as the reactor server built from another
+// commit, to be run beside the discovered ones under that name (an A/B of two
+// builds in one interleaved run). A name ending in "http" is an HTTP server,
+// as in discover. A name may not repeat a discovered server's or another
+// extra's; a binary that is missing fails the run now, not server by server.
+func parseExtra(spec string, discovered []server) ([]server, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	taken := map[string]bool{}
+	for _, s := range discovered {
+		taken[s.Name] = true
+	}
+	var out []server
+	for item := range strings.SplitSeq(spec, ",") {
+		name, bin, ok := strings.Cut(strings.TrimSpace(item), "=")
+		if !ok || name == "" || bin == "" || strings.ContainsAny(name, " /") {
+			return nil, fmt.Errorf("-extra %q: want name=binary", item)
+		}
+		if taken[name] {
+			return nil, fmt.Errorf("-extra: server name %q is already taken", name)
+		}
+		taken[name] = true
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return nil, err
+		}
+		if fi, err := os.Stat(abs); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return nil, fmt.Errorf("-extra %s: %s is not an executable file", name, bin)
+		}
+		kind := kindEcho
+		if strings.HasSuffix(name, "http") {
+			kind = kindHTTP
+		}
+		out = append(out, server{Name: name, Kind: kind, Bin: abs, Prebuilt: true})
+	}
+	return out, nil
 }
 
 // order puts the reference servers first in tables and charts: the C ceiling,
@@ -103,6 +144,9 @@ func buildAll(ctx context.Context, dir string, servers []server, log func(string
 	sem := make(chan struct{}, 2)
 	for i := range servers {
 		s := &servers[i]
+		if s.Prebuilt {
+			continue
+		}
 		s.Bin = filepath.Join(bin, s.Name)
 		wg.Go(func() {
 			sem <- struct{}{}
