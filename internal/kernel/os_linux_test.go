@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,7 +34,7 @@ func skipWithoutIPv6(t *testing.T) {
 
 // waitReadable blocks in poll(2) until fd is readable (or has an error or a
 // hang-up pending), failing the test after ioTimeout.
-func waitReadable(t *testing.T, fd int) {
+func waitReadable(t testing.TB, fd int) {
 	t.Helper()
 	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	deadline := time.Now().Add(ioTimeout)
@@ -49,7 +50,7 @@ func waitReadable(t *testing.T, fd int) {
 }
 
 // closeFD closes fd at the end of the test.
-func closeFD(t *testing.T, fd int) {
+func closeFD(t testing.TB, fd int) {
 	t.Cleanup(func() { assert.NoError(t, OS{}.Close(fd)) })
 }
 
@@ -64,7 +65,7 @@ func socketpair(t *testing.T) (a, b int) {
 }
 
 // assertNonblockCloexec checks the flags every descriptor OS creates has.
-func assertNonblockCloexec(t *testing.T, fd int) {
+func assertNonblockCloexec(t testing.TB, fd int) {
 	t.Helper()
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 	require.NoError(t, err)
@@ -75,7 +76,7 @@ func assertNonblockCloexec(t *testing.T, fd int) {
 }
 
 // sockaddrAddrPort converts an inet Sockaddr for comparisons.
-func sockaddrAddrPort(t *testing.T, sa unix.Sockaddr) netip.AddrPort {
+func sockaddrAddrPort(t testing.TB, sa unix.Sockaddr) netip.AddrPort {
 	t.Helper()
 	switch sa := sa.(type) {
 	case *unix.SockaddrInet4:
@@ -96,7 +97,7 @@ type connected struct {
 
 // listenAndAccept listens with OS on address, dials it with package net and
 // accepts with OS. Everything is closed at the end of the test.
-func listenAndAccept(t *testing.T, network, address string) connected {
+func listenAndAccept(t testing.TB, network, address string) connected {
 	t.Helper()
 	k := OS{}
 	lfd, lsa, err := k.Listen(network, address, false, 0)
@@ -740,4 +741,71 @@ func TestAcceptAllocatesNothing(t *testing.T) {
 	})
 	require.NoError(t, failed)
 	assert.Zero(t, allocs)
+}
+
+// BenchmarkReadPath compares the system calls Read and Readv make
+// (recvfrom, recvmsg) with read(2) and readv(2), which they replaced, on one
+// loopback TCP connection: once on the EAGAIN path, which walks the whole
+// path down to tcp_recvmsg and back without moving a byte, and once reading
+// a 64-byte message the peer has just sent. Run the sub-benchmarks
+// interleaved (-count 1, several times) on a shared machine.
+func BenchmarkReadPath(b *testing.B) {
+	k := OS{}
+	cn := listenAndAccept(b, "tcp4", "127.0.0.1:0")
+	raw, err := cn.c.SyscallConn()
+	require.NoError(b, err)
+	var peer int
+	require.NoError(b, raw.Control(func(fd uintptr) { peer = int(fd) }))
+	buf := make([]byte, 64<<10)
+	iov := [][]byte{buf[:32<<10], buf[32<<10:]}
+	msg := make([]byte, 64)
+
+	readv := func(fd int, bufs [][]byte) (int, error) {
+		var vec [2]unix.Iovec
+		for i, p := range bufs {
+			vec[i].Base = &p[0]
+			vec[i].SetLen(len(p))
+		}
+		r, _, e := unix.RawSyscall(unix.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(&vec[0])), uintptr(len(bufs)))
+		return count(r), errnoErr(e)
+	}
+	read := func(fd int, p []byte) (int, error) {
+		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		return count(r), errnoErr(e)
+	}
+	calls := []struct {
+		name string
+		fn   func() (int, error)
+	}{
+		{"read", func() (int, error) { return read(cn.fd, buf) }},
+		{"recvfrom", func() (int, error) { return k.Read(cn.fd, buf) }},
+		{"readv", func() (int, error) { return readv(cn.fd, iov) }},
+		{"recvmsg", func() (int, error) { return k.Readv(cn.fd, iov) }},
+	}
+	for _, c := range calls {
+		b.Run("EAGAIN/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.fn(); err != unix.EAGAIN {
+					b.Fatalf("want EAGAIN, got %v", err)
+				}
+			}
+		})
+	}
+	for _, c := range calls {
+		b.Run("64B/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				if _, err := k.Write(peer, msg); err != nil {
+					b.Fatal(err)
+				}
+				// Loopback delivers during the send, so the bytes are
+				// there; a short count would be a bug worth seeing.
+				if n, err := c.fn(); n != len(msg) || err != nil {
+					b.Fatalf("read (%d, %v), want (%d, nil)", n, err, len(msg))
+				}
+			}
+		})
+	}
 }
