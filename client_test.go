@@ -37,7 +37,11 @@ func openFDs(t *testing.T) int {
 func checkNoFDLeak(t *testing.T) {
 	t.Helper()
 	before := openFDs(t)
-	t.Cleanup(func() { if !assert.Equal(t, before, openFDs(t), "descriptors leaked") { dumpFDs(t) } })
+	t.Cleanup(func() {
+		if !assert.Equal(t, before, openFDs(t), "descriptors leaked") {
+			dumpFDs(t)
+		}
+	})
 }
 
 // dumpFDs logs the process's open descriptors, to say what leaked.
@@ -647,4 +651,3 @@ func TestClientOnOpenPanicStillReturns(t *testing.T) {
 	require.NotNil(t, c)
 	assert.ErrorIs(t, <-closed, reactor.ErrHandlerPanic)
 }
-

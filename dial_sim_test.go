@@ -187,8 +187,10 @@ func (u *simUp) OnOpen(c *reactor.Conn) {
 	u.p.ups = append(u.p.ups, c)
 	u.down.ResumeRead()
 }
-func (u *simUp) OnMessage(c *reactor.Conn, in *reactor.Buffer) { _, _ = u.down.Write(in.Next(in.Len())) }
-func (u *simUp) OnWriteComplete(*reactor.Conn)                  {}
+func (u *simUp) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
+	_, _ = u.down.Write(in.Next(in.Len()))
+}
+func (u *simUp) OnWriteComplete(*reactor.Conn) {}
 func (u *simUp) OnClose(c *reactor.Conn, err error) {
 	u.p.events = append(u.p.events, fmt.Sprintf("up close %v", err))
 	_ = u.down.Close()
@@ -302,4 +304,3 @@ func (f dialErrFunc) OnMessage(*reactor.Conn, *reactor.Buffer) {}
 func (f dialErrFunc) OnWriteComplete(*reactor.Conn)            {}
 func (f dialErrFunc) OnClose(*reactor.Conn, error)             {}
 func (f dialErrFunc) OnDialError(err error)                    { f(err) }
-
