@@ -35,7 +35,19 @@ func skipWithoutIPv6(t *testing.T) {
 // hang-up pending), failing the test after ioTimeout.
 func waitReadable(t *testing.T, fd int) {
 	t.Helper()
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	waitPoll(t, fd, unix.POLLIN, "readable")
+}
+
+// waitWritable blocks in poll(2) until fd is writable (or failed), failing
+// the test after ioTimeout.
+func waitWritable(t *testing.T, fd int) {
+	t.Helper()
+	waitPoll(t, fd, unix.POLLOUT, "writable")
+}
+
+func waitPoll(t *testing.T, fd int, events int16, what string) {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	deadline := time.Now().Add(ioTimeout)
 	for {
 		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
@@ -43,7 +55,7 @@ func waitReadable(t *testing.T, fd int) {
 			continue
 		}
 		require.NoError(t, err)
-		require.Equal(t, 1, n, "fd %d not readable within %v", fd, ioTimeout)
+		require.Equal(t, 1, n, "fd %d not %s within %v", fd, what, ioTimeout)
 		return
 	}
 }
@@ -670,23 +682,6 @@ func TestAcceptAllocatesNothing(t *testing.T) {
 	})
 	require.NoError(t, failed)
 	assert.Zero(t, allocs)
-}
-
-// waitWritable blocks in poll(2) until fd is writable (or failed), failing
-// the test after ioTimeout.
-func waitWritable(t *testing.T, fd int) {
-	t.Helper()
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-	deadline := time.Now().Add(ioTimeout)
-	for {
-		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		require.NoError(t, err)
-		require.Equal(t, 1, n, "fd %d not writable within %v", fd, ioTimeout)
-		return
-	}
 }
 
 func TestConnect(t *testing.T) {
