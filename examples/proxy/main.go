@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -38,6 +39,7 @@ func main() {
 	dialTimeout := flag.Duration("dial-timeout", 5*time.Second, "bound on each upstream dial")
 	highWater := flag.Int("high-water", 256<<10, "bytes of output pending on one side before the proxy stops reading the other")
 	verbose := flag.Bool("v", false, "log every connection")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the proxy stops")
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -45,8 +47,20 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			log.Error("proxy", "err", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*listen, *upstream, *loops, *dispatcher, *dialTimeout, *highWater, log); err != nil {
 		log.Error("proxy", "err", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
