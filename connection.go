@@ -1,6 +1,6 @@
-// This file holds Conn (the C design's tcp_connection): one accepted TCP
-// connection, its input and output buffers and its life from OnOpen to
-// OnClose. A Conn is owned by the event loop it was registered on; Write,
+// This file holds Conn (the C design's tcp_connection): one connection,
+// accepted or dialled, its input and output buffers and its life from
+// OnOpen to OnClose, and the pause of its reading. A Conn is owned by the event loop it was registered on; Write,
 // Close, CloseWrite, Buffered, LocalAddr and RemoteAddr are safe from any
 // goroutine and reach the loop through the loop's flush queue.
 
@@ -149,7 +149,9 @@ const (
 	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
 )
 
-// Conn is one TCP connection served by an event loop.
+// Conn is one connection served by an event loop: accepted by a Server,
+// or dialled by Client.Dial or EventLoop.Dial (TCP, or a Unix-domain
+// socket).
 //
 // Ownership: the loop the connection was registered on owns it; every
 // Handler callback for it runs on that loop's goroutine. Write, Close,

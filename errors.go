@@ -41,7 +41,7 @@ var (
 	// and by Submit on a loop that has stopped (the task will never run).
 	ErrLoopStopped = errors.New("reactor: event loop stopped")
 	// ErrServerLoop is returned by EventLoop.Stop on a loop that belongs to a
-	// Server: the server stops its loops (Shutdown, Close).
+	// Server or a Client, which stops its loops itself (Shutdown, Close).
 	ErrServerLoop = errors.New("reactor: event loop belongs to a server; use Server.Shutdown or Server.Close")
 	// ErrServerRunning is returned by Serve on a server that is already
 	// serving.

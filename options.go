@@ -251,6 +251,7 @@ func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on
 // maximum (net.core.somaxconn). A server option: NewClient rejects it.
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 
-// WithLogger sets the logger for the server's own events (accept failures,
-// handler panics, descriptor exhaustion). Default: slog.Default().
+// WithLogger sets the logger for the server's or client's own events
+// (accept failures, handler panics, descriptor exhaustion, dial failures no
+// handler hears of). Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

@@ -195,9 +195,9 @@ func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
 
 // Stop asks a standalone loop (NewEventLoop) to return from Run at the end
 // of its current iteration. Safe from any goroutine; calling it more than
-// once is harmless. The loops of a Server belong to the server, which hands
-// them connections: Stop refuses them with ErrServerLoop and does nothing
-// (use Server.Shutdown or Server.Close).
+// once is harmless. The loops of a Server or a Client belong to it, which
+// hands them connections: Stop refuses them with ErrServerLoop and does
+// nothing (use Shutdown or Close).
 func (l *EventLoop) Stop() error {
 	if l.g != nil {
 		return ErrServerLoop

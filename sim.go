@@ -60,7 +60,11 @@ import (
 // does, with an optional limit (SetFDLimit) that makes accept fail with
 // EMFILE. A Dial is established at once and what a client writes arrives
 // at once (as far as the server's receive buffer allows; the rest waits in
-// the client, see SimConn.Pending). Latency, packet loss and
+// the client, see SimConn.Pending). Connections the code under test dials
+// (Client.Dial, EventLoop.Dial) reach listeners the test holds
+// (Sim.Listen), or the server's own; their connects are established,
+// refused, held in progress by a full accept queue, or failed and lost by
+// a FaultConnect, as a kernel's are. Latency, packet loss and
 // retransmission are not simulated: they are invisible to a server anyway,
 // which only sees reads and writes succeed, come up short or fail, and
 // those Fault injects. internal/sim's comparison test runs the same
