@@ -23,11 +23,13 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -80,7 +82,7 @@ type results struct {
 
 var allProxies = []string{"direct", "reactor", "haproxy", "gonet"}
 
-var allWorkloads = []string{"redis-d1", "redis-p16", "echo-64B-d1", "echo-4KiB-d4", "idle-5k", "dial"}
+var allWorkloads = []string{"redis-d1", "redis-p16", "echo-64B-d1", "echo-4KiB-d4", "idle-3k", "dial"}
 
 func main() {
 	if err := mainErr(); err != nil {
@@ -98,7 +100,10 @@ func mainErr() error {
 	flag.IntVar(&cfg.redisPipeN, "redis-pipe-n", 1000000, "redis-benchmark -n, pipelined 16")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured window of a loadgen run")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "loadgen warm-up")
-	flag.IntVar(&cfg.idleConns, "idle-conns", 5000, "proxied pairs held idle for the memory measure")
+	// 3000 idle pairs: the Go proxy's blocked io.Copy goroutines each hold
+	// a splice pipe, six descriptors a pair, and the descriptor limit here
+	// is 20 000.
+	flag.IntVar(&cfg.idleConns, "idle-conns", 3000, "proxied pairs held idle for the memory measure")
 	flag.IntVar(&cfg.dialConns, "dial-conns", 5000, "connections per dial-rate run")
 	flag.IntVar(&cfg.dialFlight, "dial-in-flight", 64, "dials in flight in the dial-rate runs")
 	flag.Float64Var(&cfg.quietPct, "quiet", 25, "before each run, wait until other work uses under this % of a core...")
@@ -130,6 +135,7 @@ func mainErr() error {
 	if err := build(&cfg); err != nil {
 		return err
 	}
+	stopOnSignal()
 	res := &results{Machine: machine(), Command: strings.Join(os.Args, " "), Started: time.Now().UTC()}
 	for round := 1; round <= cfg.rounds; round++ {
 		for _, w := range cfg.workloads {
@@ -190,6 +196,46 @@ const (
 	proxyPort = "19301"
 	host      = "127.0.0.1"
 )
+
+// running holds the processes started and not yet stopped, for a signal
+// to stop: each runs in a process group of its own, so a Ctrl-C reaches
+// only the harness.
+var running struct {
+	sync.Mutex
+	procs map[*proc.Process]bool
+}
+
+// started records p as running, and returns a function that stops it and
+// forgets it.
+func started(p *proc.Process) func() {
+	running.Lock()
+	if running.procs == nil {
+		running.procs = map[*proc.Process]bool{}
+	}
+	running.procs[p] = true
+	running.Unlock()
+	return func() {
+		p.Stop()
+		running.Lock()
+		delete(running.procs, p)
+		running.Unlock()
+	}
+}
+
+// stopOnSignal stops every running process by its pid on SIGINT or
+// SIGTERM, then exits.
+func stopOnSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		running.Lock()
+		for p := range running.procs {
+			p.Stop()
+		}
+		os.Exit(1)
+	}()
+}
 
 // startUpstream starts the workload's upstream server on the load CPUs.
 func startUpstream(cfg *config, w string) (*proc.Process, error) {
@@ -271,7 +317,7 @@ func runWorkload(cfg *config, round int, w string) ([]record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s upstream: %w", w, err)
 	}
-	defer up.Stop()
+	defer started(up)()
 	var recs []record
 	for _, name := range cfg.proxies {
 		if name == "direct" && strings.HasPrefix(w, "idle") {
@@ -342,7 +388,7 @@ func runOne(cfg *config, round int, w, name string, upPid int) []record {
 			base.Error = err.Error()
 			return []record{base}
 		}
-		defer p.Stop()
+		defer started(p)()
 		pid = p.Pid()
 	}
 	proxy0 := procCPU(pid)
@@ -484,7 +530,7 @@ func runDial(cfg *config, round int) ([]record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial upstream: %w", err)
 	}
-	defer up.Stop()
+	defer started(up)()
 	var recs []record
 	for _, mode := range []string{"net", "client", "loop"} {
 		proc.WaitQuiet(cfg.quietPct, cfg.quietWait)

@@ -27,7 +27,11 @@ func main() {
 	for {
 		down, err := ln.Accept()
 		if err != nil {
-			log.Fatal(err)
+			// Out of descriptors, say: back off briefly and go on, as
+			// net/http's Server does, rather than exit.
+			log.Print(err)
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		go relay(down.(*net.TCPConn), *upstream)
 	}
