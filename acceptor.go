@@ -5,10 +5,13 @@
 package reactor
 
 import (
+	"net"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpreactor/reactor/internal/kernel"
 )
 
 const (
@@ -28,6 +31,8 @@ type acceptor struct {
 	ch   channel
 	loop *EventLoop
 	srv  *Server
+	addr net.Addr           // the bound address (*net.TCPAddr or *net.UnixAddr)
+	file *kernel.SocketFile // the Unix socket file bind created, removed on close; nil if none
 
 	// Owned by the loop goroutine.
 	closed    bool
@@ -72,7 +77,7 @@ func (a *acceptor) handleEvent(Events) {
 				a.backoff = acceptBackoffMin
 				a.loop.log.Info("reactor: accepting again", "addr", a.srv.Addr())
 			}
-			a.srv.accepted(a.loop, fd, peer)
+			a.srv.accepted(a.loop, fd, peer, a.ch.unix)
 		case unix.EAGAIN:
 			return
 		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO,
@@ -148,6 +153,11 @@ func (a *acceptor) setInterest(ev Events) {
 
 // close stops accepting for good and closes the listening socket.
 // Connections still in the kernel's listen queue are reset by the kernel.
+// The Unix socket file the server created is removed first (as package net
+// does), so that a client finds no file rather than a dead one, and only
+// if it is still that file, since another server may have replaced it:
+// first also because the open socket holds the file's inode, which keeps
+// that check sound (see kernel.RemoveSocketFile).
 // Loop goroutine; repeated calls are no-ops.
 func (a *acceptor) close() {
 	if a.closed {
@@ -159,6 +169,11 @@ func (a *acceptor) close() {
 		a.retry = nil
 	}
 	l := a.loop
+	if f := a.file; f != nil {
+		if err := kernel.RemoveSocketFile(*f); err != nil {
+			l.log.Warn("reactor: removing the socket file", "addr", a.addr, "err", err)
+		}
+	}
 	if l.channels.get(a.ch.fd) == eventHandler(a) {
 		_ = l.d.Delete(a.ch.fd) // the descriptor is closed next either way
 		l.channels.del(a.ch.fd)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"syscall"
 	"testing"
@@ -216,4 +217,24 @@ func TestLingerByteBudget(t *testing.T) {
 	if err != nil {
 		assert.True(t, errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE), "%v", err)
 	}
+}
+
+// A connection whose handler panicked ends with a reset the peer sees, over
+// real sockets too (SO_LINGER 0): a FIN would make a reply cut short by the
+// crash look complete.
+func TestPanicEndsWithAReset(t *testing.T) {
+	h := reactor.HandlerFuncs{
+		Message: func(c *reactor.Conn, in *reactor.Buffer) {
+			in.Discard(in.Len())
+			_, _ = c.Write([]byte("part of a reply"))
+		},
+		WriteComplete: func(*reactor.Conn) { panic("deliberate") }, // after the part was sent
+	}
+	srv := serve(t, h, reactor.WithLoops(1), reactor.WithLogger(slog.New(slog.DiscardHandler)))
+	c := dial(t, srv)
+	defer c.Close()
+	_, err := c.Write([]byte("GET\n"))
+	require.NoError(t, err)
+	got, err := io.ReadAll(c)
+	assert.ErrorIs(t, err, syscall.ECONNRESET, "got %q", got)
 }

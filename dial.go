@@ -364,7 +364,7 @@ func (d *dialer) established() {
 		d.fail(err)
 		return
 	}
-	var peer netip.AddrPort // zero for "unix" (see Conn.RemoteAddr)
+	var peer netip.AddrPort // none for "unix": Conn.RemoteAddr asks the kernel
 	if d.network != "unix" {
 		peer = d.addrs[0]
 		l.g.setSockopts(fd)
@@ -372,6 +372,7 @@ func (d *dialer) established() {
 	d.finish()
 	c := newConn(l, fd, peer, d.h)
 	c.ch.interest = EventRead
+	c.ch.unix = d.network == "unix"
 	l.g.stats.open.Add(1)
 	l.g.stats.dialed.Add(1)
 	if d.report != nil {

@@ -80,6 +80,17 @@ var ErrDispatcherClosed = errors.New("reactor: dispatcher closed")
 //     poll; the event loop never does this.
 //   - Close releases everything the Dispatcher holds; it may be called more
 //     than once. Every other method returns ErrDispatcherClosed after it.
+//
+// A Dispatcher may wrap another (to count events, say). A wrapper should
+// implement
+//
+//	Unwrap() Dispatcher
+//
+// returning the one it wraps, as errors do: the event loop looks through it
+// to learn which kernel the descriptors belong to. A wrapper of a Sim's
+// Dispatcher must do so; without it NewServer fails with an error saying
+// this, since the loop would make real system calls on simulated
+// descriptors.
 type Dispatcher interface {
 	Add(fd int, ev Events) error
 	Modify(fd int, ev Events) error

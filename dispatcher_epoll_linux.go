@@ -22,7 +22,7 @@ import (
 // and Delete are O(1) and Wait costs the number of ready descriptors, not
 // the number registered. Each Dispatcher holds two descriptors (the epoll
 // instance and the eventfd) until Close.
-var Epoll DispatcherFactory = newEpoll
+func Epoll() (Dispatcher, error) { return newEpoll() }
 
 // epollDispatcher is the epoll backend. It is owned by one event loop: Add,
 // Modify, Delete, Wait and Close run on that loop's goroutine only; Wake may

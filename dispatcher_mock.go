@@ -8,8 +8,11 @@ package reactor
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpreactor/reactor/internal/kernel"
 	"github.com/tcpreactor/reactor/internal/sim"
@@ -66,9 +69,18 @@ func (d *mockDispatcher) wrap(call string, err error) error {
 	return os.NewSyscallError(call, err)
 }
 
-// Add registers fd for ev.
+// Add registers fd for ev. A descriptor the simulation does not know is
+// almost always a real one: the event loop took the real kernel for its
+// socket calls because a wrapper hid this dispatcher from it. The error
+// says so.
 func (d *mockDispatcher) Add(fd int, ev Events) error {
-	return d.wrap("epoll_ctl", d.p.Add(fd, uint32(ev)))
+	err := d.p.Add(fd, uint32(ev))
+	if errors.Is(err, unix.EBADF) {
+		return fmt.Errorf("reactor: descriptor %d is not one of the simulation's: "+
+			"a Dispatcher that wraps a Sim's must implement Unwrap() Dispatcher, "+
+			"or its event loop makes real system calls: %w", fd, d.wrap("epoll_ctl", err))
+	}
+	return d.wrap("epoll_ctl", err)
 }
 
 // Modify replaces fd's interest set.

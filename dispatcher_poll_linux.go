@@ -22,7 +22,7 @@ import (
 // exists for comparison, for checking epoll's behaviour against, and as the
 // C design's poll_dispatcher. Each Dispatcher holds one descriptor (the
 // eventfd) until Close.
-var Poll DispatcherFactory = newPoll
+func Poll() (Dispatcher, error) { return newPoll() }
 
 // pollDispatcher is the poll backend. It is owned by one event loop: Add,
 // Modify, Delete, Wait and Close run on that loop's goroutine only; Wake may

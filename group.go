@@ -94,10 +94,8 @@ func (g *group) newLoop(name string) (*EventLoop, error) {
 	if len(g.allLoops) == 0 {
 		g.k = l.k
 		g.lookup = lookupHost
-		if dr, ok := d.(simDriver); ok {
-			g.driver = dr
-		}
-		if md, ok := d.(*mockDispatcher); ok {
+		if md := simDispatcher(d); md != nil {
+			g.driver = md
 			g.tracef = md.simKernel().Tracef
 			g.lookup = nil // the simulation has no DNS, and must not wait for a real one
 		}
@@ -189,10 +187,13 @@ func (g *group) waitLoops(cancel <-chan struct{}) error {
 }
 
 // shutdownHorizon is how far a stepped simulation's clock may move while a
-// Shutdown or Close waits for the loops: as far as a lingering close can
-// last. Virtual time passes only while the simulation is otherwise idle.
+// Shutdown or Close waits for the loops: a minute beyond the linger timeout,
+// time for lingering closes and for what handlers do on their own timers
+// when told of the shutdown (ShutdownHandler), but bounded, so that a timer
+// that rearms itself for ever cannot keep the shutdown going. Virtual time
+// passes only while the simulation is otherwise idle.
 func (g *group) shutdownHorizon() time.Duration {
-	return deadlineAfter(g.k.Now(), g.cfg.lingerTimeout)
+	return deadlineAfter(g.k.Now(), deadlineAfter(g.cfg.lingerTimeout, time.Minute))
 }
 
 // loopsStopped reports whether every loop has returned from Run.

@@ -166,8 +166,20 @@ func startSim(t *testing.T, seed int64, rec *recorder, opts ...Option) *simRig {
 // startSimOn is startSim over a simulation the caller configured.
 func startSimOn(t *testing.T, s *Sim, rec *recorder, opts ...Option) *simRig {
 	t.Helper()
+	return startSimWith(t, s, rec, rec, opts...)
+}
+
+// startSimHandler is startSim with h as the handler and rec as the record
+// of its callbacks (h embeds rec and adds optional interfaces).
+func startSimHandler(t *testing.T, seed int64, rec *recorder, h Handler, opts ...Option) *simRig {
+	t.Helper()
+	return startSimWith(t, NewSim(seed), rec, h, opts...)
+}
+
+func startSimWith(t *testing.T, s *Sim, rec *recorder, h Handler, opts ...Option) *simRig {
+	t.Helper()
 	all := append([]Option{WithDispatcher(s.Dispatcher), WithLogger(slog.New(slog.DiscardHandler))}, opts...)
-	srv, err := NewServer(simAddr, rec, all...)
+	srv, err := NewServer(simAddr, h, all...)
 	require.NoError(t, err)
 	r := &simRig{t: t, s: s, srv: srv, rec: rec, errc: make(chan error, 1)}
 	go func() { r.errc <- srv.Serve() }()
@@ -627,6 +639,7 @@ func TestSimPanicIsolation(t *testing.T) {
 				stack, _ := panics[0].attrs["stack"].(string)
 				assert.Contains(t, stack, "TestSimPanicIsolation", "the log carries the panicking stack")
 				if tt.wantVictim {
+					assert.True(t, victim.WasReset(), "the peer of a panicked connection sees a reset")
 					require.Len(t, victims, 1, "the victim is closed")
 					assert.ErrorIs(t, victims[0].err, ErrHandlerPanic)
 					assert.Contains(t, victims[0].err.Error(), panicValue)

@@ -7,6 +7,7 @@ package reactor
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
 	"time"
 )
@@ -35,6 +36,8 @@ type config struct {
 	lockOSThread   bool
 	recoverPanics  bool
 	backlog        int
+	listener       net.Listener // WithListener; nil: NewServer binds its address
+	listenerSet    bool         // WithListener was given (so WithListener(nil) is an error)
 	logger         *slog.Logger
 }
 
@@ -112,13 +115,17 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
 		return fmt.Errorf("reactor: WithLogger(nil)")
+	case c.listenerSet && isNilListener(c.listener):
+		return fmt.Errorf("reactor: WithListener(nil)")
+	case c.listener != nil && c.reusePort:
+		return fmt.Errorf("reactor: WithListener with WithReusePort: an inherited listener is one socket, and SO_REUSEPORT needs one per loop")
 	}
 	return nil
 }
 
 // validateClient rejects, for NewClient, the options that only mean
 // something to a server: there is no listening socket (WithReusePort,
-// WithBacklog), no connection a client accepts and could refuse
+// WithBacklog, WithListener), no connection a client accepts and could refuse
 // (WithMaxConns: a client opens exactly the connections it dials), and no
 // source address to hash when the client picks a loop for a dial
 // (SourceHash).
@@ -132,6 +139,8 @@ func (c *config) validateClient() error {
 		return fmt.Errorf("reactor: NewClient: WithMaxConns limits accepted connections; a client opens only those it dials")
 	case c.balancer == SourceHash:
 		return fmt.Errorf("reactor: NewClient: WithLoadBalancer(SourceHash) hashes a client's address; a Client picks a loop per dial with RoundRobin or LeastConns")
+	case c.listenerSet:
+		return fmt.Errorf("reactor: NewClient: WithListener applies to a server only")
 	}
 	return nil
 }
@@ -144,9 +153,10 @@ func (c *config) validateClient() error {
 // than cores add context switches, not throughput.
 func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
 
-// WithDispatcher selects the readiness backend: Epoll (the default on
-// Linux), Poll, or a simulated network's Dispatcher (Sim.Dispatcher) for
-// deterministic tests. The factory is called once per event loop.
+// WithDispatcher selects the readiness backend: Epoll, Poll, or a
+// simulated network's Dispatcher (Sim.Dispatcher) for deterministic tests.
+// The factory is called once per event loop. Default: Epoll on Linux, or
+// Poll in a program built with -tags reactor_poll.
 func WithDispatcher(f DispatcherFactory) Option { return func(c *config) { c.dispatcher = f } }
 
 // WithReusePort gives every event loop its own SO_REUSEPORT listening socket
@@ -244,12 +254,66 @@ func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread 
 // WithRecover controls panic isolation. When on (the default), a panic in a
 // Handler callback is recovered on the loop, logged with its stack, and ends
 // only that connection, whose OnClose receives an error wrapping
-// ErrHandlerPanic. When off, a panic crashes the program as usual.
+// ErrHandlerPanic. The connection ends with a reset (RST: SO_LINGER 0, its
+// unsent output dropped), not FIN, so that the peer cannot take a reply the
+// panic cut short for a complete one. When off, a panic crashes the program
+// as usual.
 func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on } }
 
 // WithBacklog sets the listen(2) backlog. 0 (the default) uses the system's
 // maximum (net.core.somaxconn). A server option: NewClient rejects it.
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
+
+// WithListener makes the server serve ln's listening socket instead of
+// binding one: a socket opened by another process and inherited, as under
+// systemd's socket activation (see SystemdListeners) or when a server hands
+// its listener to the process replacing it, so that no connection is
+// refused during a restart. Pass "" as NewServer's address.
+//
+// ln must be a *net.TCPListener or a *net.UnixListener (any net.Listener
+// implementing syscall.Conn over a listening TCP or Unix stream socket).
+// NewServer duplicates its descriptor (F_DUPFD_CLOEXEC) and serves the
+// duplicate; ln stays the caller's, who may close it at once: the socket
+// lives on until the server closes its own descriptor too. The two share
+// the socket's non-blocking flag, which NewServer sets (Go's listeners are
+// non-blocking already): do not switch ln back to blocking mode (as
+// (*os.File).Fd does) while the server runs. A Unix socket file that ln
+// listens on is not removed by Shutdown or Close, since this server did not
+// create it. Addr reports the socket's address. TCP options (WithTCPNoDelay,
+// WithKeepAlive) apply to connections of an inherited TCP listener;
+// WithBacklog does not (listen(2) was called by whoever opened the socket).
+// WithReusePort cannot be combined with it: the inherited socket is one
+// listener, where SO_REUSEPORT needs one per loop. Default: nil, bind the
+// address given to NewServer.
+//
+// Handing a listener to a new process:
+//
+//	f, _ := ln.(*net.TCPListener).File() // a descriptor the child inherits
+//	cmd := exec.Command(exe, args...)
+//	cmd.ExtraFiles = []*os.File{f}       // descriptor 3 in the child
+//	cmd.Start()
+//
+//	// in the child:
+//	ln, err := net.FileListener(os.NewFile(3, "listener"))
+//	srv, err := reactor.NewServer("", h, reactor.WithListener(ln))
+//	ln.Close() // the server has its own descriptor
+func WithListener(ln net.Listener) Option {
+	return func(c *config) { c.listener = ln; c.listenerSet = true }
+}
+
+// isNilListener reports whether ln is nil, or a nil pointer of the two
+// types WithListener takes (whose methods would panic).
+func isNilListener(ln net.Listener) bool {
+	switch ln := ln.(type) {
+	case nil:
+		return true
+	case *net.TCPListener:
+		return ln == nil
+	case *net.UnixListener:
+		return ln == nil
+	}
+	return false
+}
 
 // WithLogger sets the logger for the server's or client's own events
 // (accept failures, handler panics, descriptor exhaustion, dial failures no

@@ -64,7 +64,8 @@ func startEcho(tb testing.TB, opts ...Option) *Server {
 	return srv
 }
 
-// TestEchoAllocatesNothing is DESIGN.md's rule 3 as a test: in steady state
+// TestEchoAllocatesNothing is the design's rule of no allocation per
+// message as a test (the README's Performance section): in steady state
 // the read → handler → write path allocates nothing, over both kernel
 // backends, with and without connection timeouts.
 func TestEchoAllocatesNothing(t *testing.T) {

@@ -30,9 +30,14 @@ type eventHandler interface {
 // or an acceptor), which the loop's channel map finds by descriptor. A
 // channel is owned by its loop; it does not own the descriptor (the Conn or
 // acceptor does).
+//
+// unix is set before the channel is registered and never changes, so it may
+// be read from any goroutine. It lives here, in the padding after interest,
+// so that it costs a Conn nothing.
 type channel struct {
 	fd       int
 	interest Events
+	unix     bool // an AF_UNIX socket: no IP address, no TCP options
 }
 
 // Loop states.
@@ -71,22 +76,27 @@ type EventLoop struct {
 	srv  *Server // the server the loop belongs to, or nil
 
 	// Owned by the loop goroutine.
-	channels  channelMap
-	events    []Event
-	timers    timerHeap
-	running   []func() // the task batch being run; swapped with tasks
-	readBuf   []byte   // shared by every connection of the loop for reads
-	inView    Buffer   // borrows readBuf to hand fresh input to OnMessage
-	iov       [][]byte // scratch for readv
-	current   *Conn    // connection whose callback is running, for panic isolation
-	conns     int      // open connections on this loop
-	recoverOn bool     // recover handler panics (WithRecover)
-	tracing   bool     // record callbacks in the simulation's trace (see trace)
-	draining  bool     // graceful shutdown: stop once conns reaches 0
-	tmo       loopTimeouts
-	hasAccept bool    // an acceptor is registered on this loop
-	dials     *dialer // dials in progress (see addDial)
-	waitSubs  int     // main loop: sub-loops still running, it outlives them when draining
+	channels channelMap
+	events   []Event
+	timers   timerHeap
+	running  []func() // the task batch being run; swapped with tasks
+	readBuf  []byte   // shared by every connection of the loop for reads
+	inView   Buffer   // borrows readBuf to hand fresh input to OnMessage
+	iov      [][]byte // scratch for readv
+	current  *Conn    // connection whose callback is running, for panic isolation
+	// writing is the connection whose output the loop is writing with its
+	// mu released, and writingLen how much; both guarded by that
+	// connection's mu (see Conn.writeUnlocked).
+	writing    *Conn
+	writingLen int
+	conns      int  // open connections on this loop
+	recoverOn  bool // recover handler panics (WithRecover)
+	tracing    bool // record callbacks in the simulation's trace (see trace)
+	draining   bool // graceful shutdown: stop once conns reaches 0
+	tmo        loopTimeouts
+	hasAccept  bool    // an acceptor is registered on this loop
+	dials      *dialer // dials in progress (see addDial)
+	waitSubs   int     // main loop: sub-loops still running, it outlives them when draining
 
 	// Shared with other goroutines.
 	mu        sync.Mutex // guards tasks, incoming, timerIn and closedQ
@@ -139,12 +149,35 @@ func newEventLoop(name string, d Dispatcher, g *group, log *slog.Logger, readBuf
 }
 
 // kernelOf returns the syscall seam that goes with d: the simulated kernel
-// for the mock dispatcher, the operating system for the others.
+// for the mock dispatcher (also when wrapped, see Dispatcher), the operating
+// system for the others.
 func kernelOf(d Dispatcher) kernel.Interface {
-	if kd, ok := d.(interface{ kernel() kernel.Interface }); ok {
+	if kd := unwrapTo[interface{ kernel() kernel.Interface }](d); kd != nil {
 		return kd.kernel()
 	}
 	return kernel.OS{}
+}
+
+// simDispatcher returns the mock dispatcher d is or wraps, or nil.
+func simDispatcher(d Dispatcher) *mockDispatcher {
+	return unwrapTo[*mockDispatcher](d)
+}
+
+// unwrapTo returns the first of d and the Dispatchers it wraps (through
+// Unwrap() Dispatcher) that is a T, or T's zero value.
+func unwrapTo[T any](d Dispatcher) T {
+	for range 100 { // a bound, against a wrapper that unwraps to itself
+		if t, ok := d.(T); ok {
+			return t
+		}
+		u, ok := d.(interface{ Unwrap() Dispatcher })
+		if !ok {
+			break
+		}
+		d = u.Unwrap()
+	}
+	var zero T
+	return zero
 }
 
 // Now returns the current time on the loop's clock: monotonic time for the
@@ -565,7 +598,9 @@ func (l *EventLoop) guard(fn func()) {
 }
 
 // handlerPanicked ends the connection whose callback panicked, logging the
-// panic with its stack. The loop and every other connection carry on.
+// panic with its stack, with a reset (see Conn.abort): the peer must not
+// take a reply the crash cut short for a complete one. The loop and every
+// other connection carry on.
 func (l *EventLoop) handlerPanicked(r any) {
 	c := l.current
 	l.current = nil
@@ -575,7 +610,7 @@ func (l *EventLoop) handlerPanicked(r any) {
 		l.trace("panic %v", r)
 	}
 	if c != nil {
-		c.closeNow(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
+		c.abort(fmt.Errorf("%w: %v", ErrHandlerPanic, r))
 	}
 }
 

@@ -135,8 +135,12 @@ type Sim struct {
 	seed int64
 }
 
-// SimOption configures a Sim; see NewSim.
-type SimOption func(*sim.Config)
+// SimOption configures a Sim; see NewSim. The options are SimReceiveWindow,
+// SimSendBuffer and SimTrace.
+type SimOption func(*simConfig)
+
+// simConfig is what SimOptions set: the simulated kernel's configuration.
+type simConfig struct{ k sim.Config }
 
 // SimReceiveWindow sets the size in bytes of the receive buffer of each
 // end of each new connection, in both directions: how much of what a
@@ -146,7 +150,7 @@ type SimOption func(*sim.Config)
 // default, 64 KiB. A single client's window is changed with
 // SimConn.SetReceiveWindow.
 func SimReceiveWindow(n int) SimOption {
-	return func(c *sim.Config) { c.ReceiveBuffer = n }
+	return func(c *simConfig) { c.k.ReceiveBuffer = n }
 }
 
 // SimSendBuffer sets the size in bytes of the send buffer of the server's
@@ -166,7 +170,7 @@ func SimReceiveWindow(n int) SimOption {
 // exactly the client's free window and nothing is ever in flight, the
 // simplest model for a test that counts bytes through backpressure.
 func SimSendBuffer(n int) SimOption {
-	return func(c *sim.Config) { c.SendBuffer = n }
+	return func(c *simConfig) { c.k.SendBuffer = n }
 }
 
 // SimTrace turns the trace on (the default) or off from the start. The
@@ -174,20 +178,20 @@ func SimSendBuffer(n int) SimOption {
 // long runs and allocation measurements turn it off. Sim.SetTrace changes
 // it later.
 func SimTrace(on bool) SimOption {
-	return func(c *sim.Config) { c.NoTrace = !on }
+	return func(c *simConfig) { c.k.NoTrace = !on }
 }
 
 // NewSim returns a simulated network whose random choices all derive from
 // seed, with its clock at 0 and its trace on.
 func NewSim(seed int64, opts ...SimOption) *Sim {
-	cfg := sim.Config{Seed: seed, Stepped: true}
+	var cfg simConfig
 	for _, o := range opts {
 		if o != nil {
 			o(&cfg)
 		}
 	}
-	cfg.Seed, cfg.Stepped = seed, true // options cannot change what makes it a Sim
-	return &Sim{k: sim.New(cfg), seed: seed}
+	cfg.k.Seed, cfg.k.Stepped = seed, true // options cannot change what makes it a Sim
+	return &Sim{k: sim.New(cfg.k), seed: seed}
 }
 
 // Seed returns the seed the simulation was created with, for a failing
@@ -214,7 +218,8 @@ func (s *Sim) Dispatcher() (Dispatcher, error) {
 // (OnClose runs with a nil error; the close lingers until the client's EOF,
 // see WithLingerTimeout) and Serve returns. A client that never closes
 // holds its connection for the linger timeout: stop moves the virtual clock
-// that far if it must, as real time would pass, but no further. Unlike
+// as far as it must, as real time would pass, but no further than a minute
+// beyond the linger timeout (WithLingerTimeout). Unlike
 // Shutdown it cannot hang: in a simulation nothing happens while the test
 // waits in stop, so if the shutdown stalls (output waiting for a client
 // whose receive window and the server's send buffer are full, say) stop
@@ -228,8 +233,8 @@ func (s *Sim) Dispatcher() (Dispatcher, error) {
 func (s *Sim) Start(srv *Server) (stop func() error) {
 	var polls []*sim.Poller
 	for _, l := range srv.allLoops {
-		md, ok := l.d.(*mockDispatcher)
-		if !ok || md.k != s.k {
+		md := simDispatcher(l.d)
+		if md == nil || md.k != s.k {
 			panic("reactor: Sim.Start: the server does not run over this Sim; create it with WithDispatcher(s.Dispatcher)")
 		}
 		polls = append(polls, md.p)

@@ -469,3 +469,59 @@ func TestSimReadmeKV(t *testing.T) {
 	require.NoError(t, stop()) // graceful shutdown; Serve's result
 	assert.Contains(t, s.Trace(), "fault fd=5 #1 read short")
 }
+
+// countingDispatcher wraps a Dispatcher, counting Waits, as a user
+// collecting metrics would.
+type countingDispatcher struct {
+	reactor.Dispatcher
+	waits int
+}
+
+func (d *countingDispatcher) Wait(events []reactor.Event, timeout time.Duration) (int, error) {
+	d.waits++
+	return d.Dispatcher.Wait(events, timeout)
+}
+
+// unwrappingDispatcher is countingDispatcher done right: it says what it
+// wraps.
+type unwrappingDispatcher struct{ countingDispatcher }
+
+func (d *unwrappingDispatcher) Unwrap() reactor.Dispatcher { return d.Dispatcher }
+
+// A wrapper of a Sim's Dispatcher must not silently send the loop to the
+// real kernel: without Unwrap it is a clear error, with it the server runs
+// over the simulation.
+func TestSimWrappedDispatcher(t *testing.T) {
+	t.Run("without Unwrap: an error", func(t *testing.T) {
+		s := reactor.NewSim(1)
+		wrap := func() (reactor.Dispatcher, error) {
+			d, err := s.Dispatcher()
+			return &countingDispatcher{Dispatcher: d}, err
+		}
+		// (Port 0: the loop makes real system calls, so this one binds a
+		// real socket before the error.)
+		_, err := reactor.NewServer("127.0.0.1:0", echo(), reactor.WithDispatcher(wrap), reactor.WithLoops(0))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "Unwrap() Dispatcher")
+	})
+	t.Run("with Unwrap: over the simulation", func(t *testing.T) {
+		s := reactor.NewSim(1)
+		var wrapped *unwrappingDispatcher
+		wrap := func() (reactor.Dispatcher, error) {
+			d, err := s.Dispatcher()
+			wrapped = &unwrappingDispatcher{countingDispatcher{Dispatcher: d}}
+			return wrapped, err
+		}
+		srv, err := reactor.NewServer("127.0.0.1:7", echo(), reactor.WithDispatcher(wrap), reactor.WithLoops(0))
+		require.NoError(t, err)
+		stop := s.Start(srv)
+		c, err := s.Dial("127.0.0.1:7")
+		require.NoError(t, err)
+		_, _ = c.Write([]byte("hello"))
+		s.RunUntilIdle()
+		assert.Equal(t, "hello", string(c.ReadAll()))
+		require.NoError(t, c.Close())
+		require.NoError(t, stop())
+		assert.Positive(t, wrapped.waits)
+	})
+}

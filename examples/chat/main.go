@@ -4,7 +4,9 @@
 //	go run ./examples/chat -addr 127.0.0.1:9001
 //
 // Connect two or more clients (`nc 127.0.0.1 9001`) and type. Lines longer
-// than 4 KiB end the sender's connection.
+// than 4 KiB end the sender's connection. SIGINT or SIGTERM stops it
+// gracefully within -shutdown-timeout, a second signal at once; it exits 0
+// only after a graceful stop.
 //
 // Connections live on different loops, so a broadcast writes to connections
 // owned by other goroutines: Conn.Write is safe from any goroutine and keeps
@@ -14,8 +16,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tcpreactor/reactor"
+	"github.com/tcpreactor/reactor/examples/internal/graceful"
 )
 
 const maxLine = 4 << 10
@@ -102,25 +103,28 @@ func (r *room) handler() reactor.Handler {
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "address to listen on")
 	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops serving connections")
+	timeout := flag.Duration("shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-
-	srv, err := reactor.NewServer(*addr, newRoom().handler(), reactor.WithLoops(*loops), reactor.WithLogger(log))
-	if err != nil {
+	// Buffered for two: the second signal closes hard during the shutdown.
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	if err := run(*addr, *loops, *timeout, stop, log); err != nil {
 		log.Error("chat", "err", err)
 		os.Exit(1)
+	}
+}
+
+// run serves until a signal on stop, then shuts down (see graceful.Run).
+func run(addr string, loops int, timeout time.Duration, stop <-chan os.Signal, log *slog.Logger) error {
+	srv, err := reactor.NewServer(addr, newRoom().handler(), reactor.WithLoops(loops), reactor.WithLogger(log))
+	if err != nil {
+		return err
 	}
 	log.Info("chat server listening", "addr", srv.Addr())
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-stop
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx) // on timeout it has closed hard already
-	}()
-	if err := srv.Serve(); !errors.Is(err, reactor.ErrServerClosed) {
-		log.Error("chat", "err", err)
-		os.Exit(1)
+	if err := graceful.Run(srv, stop, timeout, log); err != nil {
+		return err
 	}
+	log.Info("chat server stopped")
+	return nil
 }

@@ -4,12 +4,13 @@
 //	go run ./examples/echo -addr 127.0.0.1:9000 -loops 2 -dispatcher epoll
 //
 // Talk to it with any TCP client, for example `nc 127.0.0.1 9000`. It stops
-// gracefully on SIGINT or SIGTERM: output already written is flushed first.
+// gracefully on SIGINT or SIGTERM: output already written is flushed first,
+// within -shutdown-timeout; a second signal stops it at once. It exits 0
+// only after a graceful stop, and 1 when the shutdown had to close
+// connections hard (time ran out, or a second signal) or it failed.
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -20,32 +21,49 @@ import (
 	"time"
 
 	"github.com/tcpreactor/reactor"
+	"github.com/tcpreactor/reactor/examples/internal/graceful"
 )
 
+// options are the command's flags.
+type options struct {
+	addr       string
+	loops      int
+	dispatcher string
+	reusePort  bool
+	quiet      bool
+	timeout    time.Duration // for the graceful shutdown
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "address to listen on")
-	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops serving connections (0: one loop accepts and serves)")
-	dispatcher := flag.String("dispatcher", "epoll", "readiness backend: epoll or poll")
-	reusePort := flag.Bool("reuseport", false, "one SO_REUSEPORT listener per loop")
-	quiet := flag.Bool("quiet", false, "log nothing per connection")
+	var o options
+	flag.StringVar(&o.addr, "addr", "127.0.0.1:9000", "address to listen on: host:port, or unix:/path (unix:@name: abstract)")
+	flag.IntVar(&o.loops, "loops", runtime.GOMAXPROCS(0), "event loops serving connections (0: one loop accepts and serves)")
+	flag.StringVar(&o.dispatcher, "dispatcher", "epoll", "readiness backend: epoll or poll")
+	flag.BoolVar(&o.reusePort, "reuseport", false, "one SO_REUSEPORT listener per loop")
+	flag.BoolVar(&o.quiet, "quiet", false, "log nothing per connection")
+	flag.DurationVar(&o.timeout, "shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *loops, *dispatcher, *reusePort, *quiet, log); err != nil {
+	// Buffered for two: the second signal closes hard during the shutdown.
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	if err := run(o, stop, log); err != nil {
 		log.Error("echo", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, loops int, dispatcher string, reusePort, quiet bool, log *slog.Logger) error {
+// run serves until a signal on stop, then shuts down (see graceful.Run).
+func run(o options, stop <-chan os.Signal, log *slog.Logger) error {
 	var backend reactor.DispatcherFactory
-	switch dispatcher {
+	switch o.dispatcher {
 	case "epoll":
 		backend = reactor.Epoll
 	case "poll":
 		backend = reactor.Poll
 	default:
-		return fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", dispatcher)
+		return fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", o.dispatcher)
 	}
 
 	h := reactor.HandlerFuncs{
@@ -54,33 +72,22 @@ func run(addr string, loops int, dispatcher string, reusePort, quiet bool, log *
 			_, _ = c.Write(in.Next(in.Len())) // fails only once the connection is closing
 		},
 	}
-	if !quiet {
+	if !o.quiet {
 		h.Open = func(c *reactor.Conn) { log.Info("open", "peer", c.RemoteAddr()) }
 		h.Close = func(c *reactor.Conn, err error) { log.Info("close", "peer", c.RemoteAddr(), "err", err) }
 	}
 
-	srv, err := reactor.NewServer(addr, h,
-		reactor.WithLoops(loops),
+	srv, err := reactor.NewServer(o.addr, h,
+		reactor.WithLoops(o.loops),
 		reactor.WithDispatcher(backend),
-		reactor.WithReusePort(reusePort),
+		reactor.WithReusePort(o.reusePort),
 		reactor.WithLogger(log),
 	)
 	if err != nil {
 		return err
 	}
-	log.Info("echo server listening", "addr", srv.Addr(), "loops", loops, "dispatcher", dispatcher, "reuseport", reusePort)
-
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-stop
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			log.Error("shutdown", "err", err)
-		}
-	}()
-	if err := srv.Serve(); !errors.Is(err, reactor.ErrServerClosed) {
+	log.Info("echo server listening", "addr", srv.Addr(), "loops", o.loops, "dispatcher", o.dispatcher, "reuseport", o.reusePort)
+	if err := graceful.Run(srv, stop, o.timeout, log); err != nil {
 		return err
 	}
 	log.Info("echo server stopped")

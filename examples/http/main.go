@@ -2,18 +2,22 @@
 //
 //	go run ./examples/http -addr 127.0.0.1:8080
 //	curl -i http://127.0.0.1:8080/
+//	curl -H 'Transfer-Encoding: chunked' --data-binary @file http://127.0.0.1:8080/echo
 //
 // It parses the request line and headers properly, reads Content-Length
-// bodies, keeps connections alive, answers pipelined requests in order with
-// all the responses to one read written in one flush, honours
-// "Connection: close", and answers malformed requests with 400 and oversized
-// heads with 431 (then closes). GET / answers "Hello, World!", POST /echo
-// echoes the body; the server itself is package httpd.
+// and chunked bodies, answers "Expect: 100-continue" at once, keeps
+// connections alive, answers pipelined requests in order with all the
+// responses to one read written in one flush, honours "Connection: close",
+// and answers bad requests with 400, oversized heads with 431, bodies over
+// -max-body with 413 (each with "Connection: close", then closes). GET /
+// answers "Hello, World!", POST /echo echoes the body; the server itself is
+// package httpd.
+//
+// It stops gracefully on SIGINT or SIGTERM within -shutdown-timeout, at
+// once on a second signal, and exits 0 only after a graceful stop.
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -22,33 +26,31 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tcpreactor/reactor"
 	"github.com/tcpreactor/reactor/examples/http/httpd"
+	"github.com/tcpreactor/reactor/examples/internal/graceful"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops serving connections (0: one loop accepts and serves)")
 	dispatcher := flag.String("dispatcher", "epoll", "readiness backend: epoll or poll")
+	maxBody := flag.Int64("max-body", 1<<20, "largest request body accepted, in bytes (1 to 1 GiB)")
+	timeout := flag.Duration("shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// Buffered for two: the second signal closes hard during the shutdown.
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 
-	srv, err := httpd.NewServer(*addr, *loops, *dispatcher, log)
+	srv, err := httpd.NewServer(*addr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody))
 	if err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
 	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops)
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-stop
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx) // on timeout it has already closed hard
-	}()
-	if err := srv.Serve(); !errors.Is(err, reactor.ErrServerClosed) {
+	if err := graceful.Run(srv, stop, *timeout, log); err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
+	log.Info("http server stopped")
 }

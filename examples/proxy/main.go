@@ -11,13 +11,15 @@
 // the relay needs no lock. The proxy applies backpressure across each pair
 // (a slow reader on one side stops the proxy reading from the other),
 // passes half-closes on in both directions, and closes one side when the
-// other fails; Proxy in proxy.go says how. It stops gracefully on SIGINT or
-// SIGTERM.
+// other fails; Proxy in proxy.go says how. -listen may be unix:/path, and
+// -upstream unix:/path, for Unix domain sockets.
+//
+// It stops gracefully on SIGINT or SIGTERM: what was relayed is flushed
+// first, within -shutdown-timeout; a second signal stops it at once. It
+// exits 0 only after a graceful stop.
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -29,15 +31,28 @@ import (
 	"time"
 
 	"github.com/tcpreactor/reactor"
+	"github.com/tcpreactor/reactor/examples/internal/graceful"
 )
 
+// options are the command's flags.
+type options struct {
+	listen, upstream string
+	loops            int
+	dispatcher       string
+	dialTimeout      time.Duration
+	highWater        int
+	timeout          time.Duration // for the graceful shutdown
+}
+
 func main() {
-	listen := flag.String("listen", "127.0.0.1:9100", "address to listen on")
-	upstream := flag.String("upstream", "127.0.0.1:9000", "address to relay to (host:port; a name is resolved for each connection)")
-	loops := flag.Int("loops", runtime.GOMAXPROCS(0), "event loops (0: one loop accepts and relays)")
-	dispatcher := flag.String("dispatcher", "epoll", "readiness backend: epoll or poll")
-	dialTimeout := flag.Duration("dial-timeout", 5*time.Second, "bound on each upstream dial")
-	highWater := flag.Int("high-water", 256<<10, "bytes of output pending on one side before the proxy stops reading the other")
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:9100", "address to listen on: host:port, or unix:/path")
+	flag.StringVar(&o.upstream, "upstream", "127.0.0.1:9000", "address to relay to: host:port (a name is resolved for each connection), or unix:/path")
+	flag.IntVar(&o.loops, "loops", runtime.GOMAXPROCS(0), "event loops (0: one loop accepts and relays)")
+	flag.StringVar(&o.dispatcher, "dispatcher", "epoll", "readiness backend: epoll or poll")
+	flag.DurationVar(&o.dialTimeout, "dial-timeout", 5*time.Second, "bound on each upstream dial")
+	flag.IntVar(&o.highWater, "high-water", 256<<10, "bytes of output pending on one side before the proxy stops reading the other")
+	flag.DurationVar(&o.timeout, "shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	verbose := flag.Bool("v", false, "log every connection")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the proxy stops")
 	flag.Parse()
@@ -56,56 +71,49 @@ func main() {
 			log.Error("proxy", "err", err)
 			os.Exit(1)
 		}
-		defer pprof.StopCPUProfile()
 	}
-	if err := run(*listen, *upstream, *loops, *dispatcher, *dialTimeout, *highWater, log); err != nil {
+	// Buffered for two: the second signal closes hard during the shutdown.
+	stop := make(chan os.Signal, 2)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	err := run(o, stop, log)
+	pprof.StopCPUProfile()
+	if err != nil {
 		log.Error("proxy", "err", err)
-		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(listen, upstream string, loops int, dispatcher string, dialTimeout time.Duration, highWater int, log *slog.Logger) error {
+// run serves until a signal on stop, then shuts down (see graceful.Run).
+func run(o options, stop <-chan os.Signal, log *slog.Logger) error {
 	var backend reactor.DispatcherFactory
-	switch dispatcher {
+	switch o.dispatcher {
 	case "epoll":
 		backend = reactor.Epoll
 	case "poll":
 		backend = reactor.Poll
 	default:
-		return fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", dispatcher)
+		return fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", o.dispatcher)
 	}
-	srv, err := newServer(listen, &Proxy{Upstream: upstream, DialTimeout: dialTimeout, Log: log},
-		reactor.WithLoops(loops),
+	srv, err := newServer(o.listen, &Proxy{Upstream: o.upstream, DialTimeout: o.dialTimeout, Log: log},
+		reactor.WithLoops(o.loops),
 		reactor.WithDispatcher(backend),
-		reactor.WithHighWaterMark(highWater),
+		reactor.WithHighWaterMark(o.highWater),
 		reactor.WithLogger(log),
 	)
 	if err != nil {
 		return err
 	}
-	log.Info("proxy listening", "addr", srv.Addr(), "upstream", upstream, "loops", loops, "dispatcher", dispatcher)
-
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-stop
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			log.Error("shutdown", "err", err)
-		}
-	}()
-	if err := srv.Serve(); !errors.Is(err, reactor.ErrServerClosed) {
+	log.Info("proxy listening", "addr", srv.Addr(), "upstream", o.upstream, "loops", o.loops, "dispatcher", o.dispatcher)
+	if err := graceful.Run(srv, stop, o.timeout, log); err != nil {
 		return err
 	}
 	log.Info("proxy stopped")
 	return nil
 }
 
-// newServer makes the proxy's server: p's handler on listen, with the
-// options the proxy needs on top of opts. TCP_NODELAY is on (the default):
-// a relay must not add Nagle's delay to what it forwards.
+// newServer makes the proxy's server: p's handler on listen, with opts.
+// TCP_NODELAY is on (the default): a relay must not add Nagle's delay to
+// what it forwards.
 func newServer(listen string, p *Proxy, opts ...reactor.Option) (*reactor.Server, error) {
 	if p.Log == nil {
 		p.Log = slog.New(slog.DiscardHandler)

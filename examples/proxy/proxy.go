@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/tcpreactor/reactor"
@@ -28,7 +29,7 @@ import (
 //   - Failure of one end closes the other: when one end closes, for any
 //     reason, the other is closed once its pending output is flushed.
 type Proxy struct {
-	Upstream    string        // "host:port" of the upstream server
+	Upstream    string        // "host:port" of the upstream server, or "unix:/path" 
 	DialTimeout time.Duration // bound on each upstream dial; 0: the server's WithDialTimeout
 	Log         *slog.Logger  // per-connection events at Debug, failures at Info
 }
@@ -65,7 +66,11 @@ func (p *Proxy) OnOpen(down *reactor.Conn) {
 	if p.DialTimeout > 0 {
 		opts = append(opts, reactor.DialTimeout(p.DialTimeout))
 	}
-	if err := down.Loop().Dial("tcp", p.Upstream, (*upstream)(pr), opts...); err != nil {
+	network, address := "tcp", p.Upstream
+	if path, ok := strings.CutPrefix(address, "unix:"); ok {
+		network, address = "unix", path
+	}
+	if err := down.Loop().Dial(network, address, (*upstream)(pr), opts...); err != nil {
 		p.Log.Info("proxy: cannot dial", "upstream", p.Upstream, "err", err)
 		_ = down.Close()
 	}

@@ -44,7 +44,18 @@ func startProxy(t *testing.T, upstream string, opts ...reactor.Option) string {
 // then half-closes, and reads on until the proxy closes.
 func echoUpstream(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return echoListener(t, "tcp", "127.0.0.1:0")
+}
+
+// echoUnixUpstream is echoUpstream on a Unix socket at path.
+func echoUnixUpstream(t *testing.T, path string) string {
+	t.Helper()
+	return echoListener(t, "unix", path)
+}
+
+func echoListener(t *testing.T, network, address string) string {
+	t.Helper()
+	ln, err := net.Listen(network, address)
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -67,7 +78,7 @@ func echoUpstream(t *testing.T) string {
 						break
 					}
 				}
-				_ = c.(*net.TCPConn).CloseWrite()
+				_ = c.(interface{ CloseWrite() error }).CloseWrite()
 				_, _ = io.Copy(io.Discard, c)
 			}()
 		}

@@ -20,12 +20,20 @@
 //   - obs-fold (a header line starting with SP or HTAB) gets 400, one of the
 //     two answers §5.2 allows.
 //   - A repeated Content-Length gets 400 even when the values agree.
-//   - Transfer-Encoding is not implemented for requests. A request whose
-//     last transfer coding is chunked gets 501 Not Implemented (§6.1: a server
-//     SHOULD answer 501 to a transfer coding it does not understand); one
-//     whose last coding is not chunked, one that also has Content-Length, and
-//     an HTTP/1.0 request with Transfer-Encoding get 400, because §6.1 and
-//     §6.3 say their framing cannot be trusted.
+//   - The only transfer coding understood is chunked, and only alone
+//     ("Transfer-Encoding: chunked"): its body is decoded by chunkedDecoder
+//     (chunked.go). Other codings before it ("gzip, chunked") get 501 Not
+//     Implemented (§6.1: a server SHOULD answer 501 to a transfer coding it
+//     does not understand). A Transfer-Encoding whose last coding is not
+//     chunked, or that applies chunked twice, gets 400: §6.3 says the body's
+//     length cannot be determined and the server MUST answer 400 and close.
+//     So do a request with both Content-Length and Transfer-Encoding (§6.1
+//     allows rejecting it and requires closing after the response either
+//     way) and an HTTP/1.0 request with Transfer-Encoding (§6.1: its framing
+//     must be treated as faulty).
+//   - Expect (RFC 9110 §10.1.1): "100-continue" is the only expectation
+//     known; any other gets 417 Expectation Failed. In an HTTP/1.0 request
+//     100-continue is ignored, as §10.1.1 requires.
 //
 // After any error but errNeedMore the server must answer with errorStatus(err)
 // and close the connection: the request's length is unknown, so the
@@ -50,10 +58,14 @@ const (
 	// maxHeaders is the capacity of request.headers: a request with more
 	// header lines than this is errHeaderTooLarge (431).
 	maxHeaders = 64
-	// maxBodyBytes bounds a request body (its Content-Length): above it the
-	// request is errBodyTooLarge (413), reported as soon as the head is
-	// complete, before any of the body has to arrive.
+	// maxBodyBytes is the default bound on a request body (its
+	// Content-Length, or the sum of its chunks): above it the request is
+	// errBodyTooLarge (413), reported as soon as the head (or the chunk-size
+	// line) that announces it is complete, before the data has to arrive.
+	// A server may choose another bound (WithMaxBodyBytes).
 	maxBodyBytes = 1 << 20
+	// maxBodyLimit is the largest bound a server may choose: 1 GiB.
+	maxBodyLimit = 1 << 30
 )
 
 // The errors parseRequest returns. Their text is what logs show;
@@ -72,12 +84,15 @@ var (
 	// errBodyTooLarge (413 Content Too Large): Content-Length is above
 	// maxBodyBytes.
 	errBodyTooLarge = errors.New("http: request body too large")
-	// errUnsupported (501 Not Implemented): a chunked request body, which
-	// this server does not decode (see the file comment).
-	errUnsupported = errors.New("http: chunked request bodies are not supported")
+	// errUnsupported (501 Not Implemented): a transfer coding other than
+	// chunked (see the file comment).
+	errUnsupported = errors.New("http: transfer coding not implemented")
 	// errVersion (505 HTTP Version Not Supported): a well-formed version
 	// other than HTTP/1.0 and HTTP/1.1.
 	errVersion = errors.New("http: HTTP version not supported")
+	// errExpectation (417 Expectation Failed): an Expect header with an
+	// expectation other than 100-continue.
+	errExpectation = errors.New("http: expectation not supported")
 )
 
 // The reasons for a 400, each wrapping errMalformed, and one for a 431,
@@ -99,7 +114,7 @@ var (
 	errContentLength     = fmt.Errorf("%w: invalid Content-Length", errMalformed)
 	errDupContentLength  = fmt.Errorf("%w: more than one Content-Length", errMalformed)
 	errLengthAndEncoding = fmt.Errorf("%w: both Content-Length and Transfer-Encoding", errMalformed)
-	errTransferEncoding  = fmt.Errorf("%w: Transfer-Encoding that does not end in chunked, or in an HTTP/1.0 request", errMalformed)
+	errTransferEncoding  = fmt.Errorf("%w: Transfer-Encoding that does not end in chunked, applies it twice, or is in an HTTP/1.0 request", errMalformed)
 	errNoHost            = fmt.Errorf("%w: HTTP/1.1 request without Host", errMalformed)
 	errDupHost           = fmt.Errorf("%w: more than one Host", errMalformed)
 	errHost              = fmt.Errorf("%w: invalid Host", errMalformed)
@@ -107,8 +122,8 @@ var (
 )
 
 // errorStatus returns the status code the server answers an error from
-// parseRequest with: 400, 413, 431, 501 or 505. It returns 0 for nil and for
-// errNeedMore, which are not answered.
+// parseRequest or chunkedDecoder.decode with: 400, 413, 417, 431, 501 or
+// 505. It returns 0 for nil and for errNeedMore, which are not answered.
 func errorStatus(err error) int {
 	switch {
 	case err == nil, errors.Is(err, errNeedMore):
@@ -121,6 +136,8 @@ func errorStatus(err error) int {
 		return 501
 	case errors.Is(err, errVersion):
 		return 505
+	case errors.Is(err, errExpectation):
+		return 417
 	}
 	return 400
 }
@@ -158,9 +175,25 @@ type request struct {
 	host []byte
 	// contentLength is the body's length from Content-Length, 0 without one
 	// (a request with neither Content-Length nor Transfer-Encoding has no
-	// body, RFC 9112 §6.3).
+	// body, RFC 9112 §6.3) and for a chunked body.
 	contentLength int64
 	body          []byte // the contentLength bytes after the head
+	// chunked says the body is chunked ("Transfer-Encoding: chunked"): it
+	// follows the head, and the caller decodes it with a chunkedDecoder.
+	chunked bool
+	// expectContinue says an HTTP/1.1 client sent "Expect: 100-continue":
+	// it may wait for "100 Continue" before it sends the body.
+	expectContinue bool
+	// headLen is the length of the head (leading empty lines included) once
+	// it has been parsed: set on success, and also when parseRequest returns
+	// errNeedMore because only the Content-Length body is incomplete, so
+	// that the caller knows the head is valid and whether any of the body
+	// has arrived. 0 while the head itself is incomplete.
+	headLen int
+	// maxBody is the most body this request may have (Content-Length, or
+	// the chunks together); 0 means maxBodyBytes. It is configuration, not
+	// part of a request: its owner sets it once and reset keeps it.
+	maxBody int64
 	// keepAlive says whether the connection stays open after this request:
 	// by default for HTTP/1.1 unless "Connection: close" was sent; for
 	// HTTP/1.0 only if "Connection: keep-alive" was sent (and no close).
@@ -179,8 +212,17 @@ func (r *request) reset() {
 	r.major, r.minor = 0, 0
 	r.host = nil
 	r.contentLength, r.body = 0, nil
+	r.chunked, r.expectContinue, r.headLen = false, false, 0
 	r.keepAlive = false
 	r.nheaders = 0
+}
+
+// bodyLimit returns the most body r may have.
+func (r *request) bodyLimit() int64 {
+	if r.maxBody > 0 {
+		return r.maxBody
+	}
+	return maxBodyBytes
 }
 
 // fields returns the header lines in the order received. The slice aliases
@@ -207,21 +249,29 @@ type headState struct {
 	sawLength      bool // a Content-Length line has been seen
 	sawEncoding    bool // a Transfer-Encoding line has been seen
 	chunkedLast    bool // the last transfer coding listed so far is chunked
+	chunkedEarly   bool // a transfer coding follows chunked
+	otherCoding    bool // a transfer coding other than chunked is listed
 	connClose      bool // a Connection line listed "close"
 	connKeepAlive  bool // a Connection line listed "keep-alive"
+	expectContinue bool // an Expect line listed "100-continue"
+	expectOther    bool // an Expect line listed anything else
 }
 
 // parseRequest parses one HTTP/1.x request from the front of b into req.
 // It returns the number of bytes the whole request occupies: any empty lines
 // before the request line (RFC 9112 §2.2 says to ignore them), the request
-// line, the header lines, the empty line and a Content-Length body. If b
+// line, the header lines, the empty line and a Content-Length body. For a
+// chunked request (req.chunked) it returns the length of the head alone:
+// the body follows, and the caller decodes it with a chunkedDecoder. If b
 // holds only a prefix of a request it returns 0 and errNeedMore; for a bad
 // request, 0 and an error that errorStatus maps to the status to answer.
 //
 // Whether b is complete, and which error it has, depends only on b's bytes
 // up to the end of the request (or of the first fault): parseRequest never
 // looks past them, so bytes of the next pipelined request cannot change the
-// outcome. It allocates nothing. After an error req's fields are undefined.
+// outcome. It allocates nothing. After an error req's fields are undefined,
+// except after errNeedMore with req.headLen > 0: then the head is complete
+// and valid, its fields are set, and only the body is still to come.
 func parseRequest(b []byte, req *request) (n int, err error) {
 	req.reset()
 	// The head must fit in its limit, so only that much of b is searched
@@ -267,7 +317,11 @@ func parseRequest(b []byte, req *request) (n int, err error) {
 	if err := req.finishHead(&st); err != nil {
 		return 0, err
 	}
-	// contentLength <= maxBodyBytes here, so the sum cannot overflow.
+	req.headLen = pos
+	if req.chunked {
+		return pos, nil
+	}
+	// contentLength <= maxBodyLimit here, so the sum cannot overflow.
 	end := pos + int(req.contentLength)
 	if len(b) < end {
 		return 0, errNeedMore
@@ -401,37 +455,9 @@ func splitQuery(t []byte) (path, query []byte) {
 // parseHeaderLine parses field-name ":" OWS field-value OWS (RFC 9112 §5),
 // records it, and notes what the framing rules need.
 func (r *request) parseHeaderLine(line []byte, st *headState) error {
-	if line[0] == ' ' || line[0] == '\t' {
-		// A continuation of the previous line (obs-fold), or whitespace
-		// between the request line and the first header (§2.2): both may be
-		// rejected, and accepting them is a known smuggling vector.
-		return errObsFold
-	}
-	i := 0
-	for i < len(line) && tokenBytes[line[i]] {
-		i++
-	}
-	if i == len(line) || line[i] != ':' {
-		switch {
-		case bytes.IndexByte(line[i:], ':') < 0:
-			return errNoColon
-		case line[i] == ' ' || line[i] == '\t':
-			// §5.1: a server MUST reject whitespace between the field name
-			// and the colon with 400.
-			return errSpaceBeforeColon
-		}
-		return errHeaderName
-	}
-	if i == 0 {
-		return errHeaderName
-	}
-	name, value := line[:i], trimOWS(line[i+1:])
-	for _, c := range value {
-		// field-value is VCHAR, obs-text, SP and HTAB (§5.5): no CR, NUL or
-		// other control character, which some recipients would act on.
-		if !valueBytes[c] {
-			return errHeaderValue
-		}
+	name, value, err := splitField(line)
+	if err != nil {
+		return err
 	}
 	r.headers[r.nheaders] = header{name: name, value: value}
 	r.nheaders++
@@ -462,10 +488,10 @@ func (r *request) parseHeaderLine(line []byte, st *headState) error {
 			if !isDigit(c) {
 				return errContentLength
 			}
-			// Past the limit the exact value no longer matters (it is a
-			// 413); stop accumulating so that no length of digits can
-			// overflow.
-			if v <= maxBodyBytes {
+			// Past the largest limit the exact value no longer matters
+			// (it is a 413); stop accumulating so that no length of
+			// digits can overflow.
+			if v <= maxBodyLimit {
 				v = v*10 + int64(c-'0')
 			}
 		}
@@ -473,7 +499,13 @@ func (r *request) parseHeaderLine(line []byte, st *headState) error {
 	case equalFold(name, "transfer-encoding"):
 		st.sawEncoding = true
 		for elem, rest := nextElement(value); elem != nil; elem, rest = nextElement(rest) {
+			if st.chunkedLast {
+				st.chunkedEarly = true
+			}
 			st.chunkedLast = equalFold(elem, "chunked")
+			if !st.chunkedLast {
+				st.otherCoding = true
+			}
 		}
 	case equalFold(name, "connection"):
 		for elem, rest := nextElement(value); elem != nil; elem, rest = nextElement(rest) {
@@ -484,28 +516,83 @@ func (r *request) parseHeaderLine(line []byte, st *headState) error {
 				st.connKeepAlive = true
 			}
 		}
+	case equalFold(name, "expect"):
+		for elem, rest := nextElement(value); elem != nil; elem, rest = nextElement(rest) {
+			if equalFold(elem, "100-continue") {
+				st.expectContinue = true
+			} else {
+				st.expectOther = true
+			}
+		}
 	}
 	return nil
 }
 
+// splitField splits a header or trailer field line, field-name ":" OWS
+// field-value OWS (RFC 9112 §5), into its name and its value with the OWS
+// trimmed, and checks both.
+func splitField(line []byte) (name, value []byte, err error) {
+	if line[0] == ' ' || line[0] == '\t' {
+		// A continuation of the previous line (obs-fold), or whitespace
+		// between the request line and the first header (§2.2): both may be
+		// rejected, and accepting them is a known smuggling vector.
+		return nil, nil, errObsFold
+	}
+	i := 0
+	for i < len(line) && tokenBytes[line[i]] {
+		i++
+	}
+	if i == len(line) || line[i] != ':' {
+		switch {
+		case bytes.IndexByte(line[i:], ':') < 0:
+			return nil, nil, errNoColon
+		case line[i] == ' ' || line[i] == '\t':
+			// §5.1: a server MUST reject whitespace between the field name
+			// and the colon with 400.
+			return nil, nil, errSpaceBeforeColon
+		}
+		return nil, nil, errHeaderName
+	}
+	if i == 0 {
+		return nil, nil, errHeaderName
+	}
+	name, value = line[:i], trimOWS(line[i+1:])
+	for _, c := range value {
+		// field-value is VCHAR, obs-text, SP and HTAB (§5.5): no CR, NUL or
+		// other control character, which some recipients would act on.
+		if !valueBytes[c] {
+			return nil, nil, errHeaderValue
+		}
+	}
+	return name, value, nil
+}
+
 // finishHead checks the rules that need the whole head (RFC 9112 §3.2,
-// §6.1, §6.3, §9.3) and decides keepAlive.
+// §6.1, §6.3, §9.3; RFC 9110 §10.1.1) and decides chunked, expectContinue
+// and keepAlive. Framing errors come first: they are what makes the request
+// unreadable.
 func (r *request) finishHead(st *headState) error {
 	if r.minor == 1 && !st.sawHost {
 		return errNoHost
 	}
 	if st.sawEncoding {
 		switch {
-		case r.minor == 0, !st.chunkedLast:
+		case r.minor == 0, !st.chunkedLast, st.chunkedEarly:
 			return errTransferEncoding
 		case st.sawLength:
 			return errLengthAndEncoding
+		case st.otherCoding:
+			return errUnsupported
 		}
-		return errUnsupported
+		r.chunked = true
 	}
-	if r.contentLength > maxBodyBytes {
+	if st.expectOther {
+		return errExpectation
+	}
+	if r.contentLength > r.bodyLimit() {
 		return errBodyTooLarge
 	}
+	r.expectContinue = st.expectContinue && r.minor == 1
 	if r.minor == 1 {
 		r.keepAlive = !st.connClose
 	} else {

@@ -24,6 +24,7 @@ type parsed struct {
 	HasHost                            bool
 	ContentLength                      int64
 	Body                               string
+	Chunked, ExpectContinue            bool
 	KeepAlive                          bool
 	Headers                            []string // "name: value"
 }
@@ -34,6 +35,7 @@ func snapshot(r *request) parsed {
 		Query: string(r.query), HasQuery: r.query != nil, Proto: string(r.proto),
 		Major: r.major, Minor: r.minor, Host: string(r.host), HasHost: r.host != nil,
 		ContentLength: r.contentLength, Body: string(r.body), KeepAlive: r.keepAlive,
+		Chunked: r.chunked, ExpectContinue: r.expectContinue,
 	}
 	for _, h := range r.fields() {
 		p.Headers = append(p.Headers, string(h.name)+": "+string(h.value))
@@ -269,11 +271,23 @@ func TestParseMalformed(t *testing.T) {
 		{"two equal Content-Lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", errDupContentLength, 400},
 		{"two different Content-Lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\nxy", errDupContentLength, 400},
 		{"Content-Length and Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", errLengthAndEncoding, 400},
+		{"Content-Length after chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", errLengthAndEncoding, 400},
 		{"Transfer-Encoding not ending in chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", errTransferEncoding, 400},
+		{"Transfer-Encoding without chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", errTransferEncoding, 400},
+		{"chunked applied twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", errTransferEncoding, 400},
+		{"chunked twice over two lines", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", errTransferEncoding, 400},
 		{"empty Transfer-Encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", errTransferEncoding, 400},
 		{"Transfer-Encoding in HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", errTransferEncoding, 400},
-		{"chunked body", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", errUnsupported, 501},
-		{"chunked last of two lines", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: Chunked,\r\n\r\n", errUnsupported, 501},
+		{"another coding before chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", errUnsupported, 501},
+		{"another coding before chunked, two lines", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: Chunked,\r\n\r\n", errUnsupported, 501},
+		{"identity before chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n", errUnsupported, 501},
+		{"unknown expectation", "GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", errExpectation, 417},
+		{"100-continue and an unknown expectation", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue, x\r\n\r\n", errExpectation, 417},
+		{"100-continue with a parameter", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue;a=b\r\n\r\n", errExpectation, 417},
+		{"unknown expectation in HTTP/1.0", "POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: x\r\n\r\n", errExpectation, 417},
+		{"unknown expectation with a body too large", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\nExpect: x\r\n\r\n", errExpectation, 417},
+		{"100-continue with a body too large", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\nExpect: 100-continue\r\n\r\n", errBodyTooLarge, 413},
+		{"chunked with an unknown expectation", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: x\r\n\r\n", errExpectation, 417},
 		{"Content-Length above the limit", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n", errBodyTooLarge, 413},
 		{"Content-Length of 40 digits", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + strings.Repeat("9", 40) + "\r\n\r\n", errBodyTooLarge, 413},
 	} {
@@ -284,6 +298,89 @@ func TestParseMalformed(t *testing.T) {
 			assert.Zero(t, n)
 			assert.Equal(t, tc.status, errorStatus(err))
 		})
+	}
+}
+
+// Heads that announce a body the caller must still receive: a chunked one
+// (parseRequest returns the head's length; chunkedDecoder does the rest),
+// and the expectations a client may wait on.
+func TestParseBodyHeads(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want parsed
+	}{
+		{
+			name: "chunked",
+			in:   "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+			want: parsed{Method: "POST", Target: "/echo", Path: "/echo", Proto: "HTTP/1.1", Major: 1, Minor: 1,
+				Host: "a", HasHost: true, Chunked: true, KeepAlive: true,
+				Headers: []string{"Host: a", "Transfer-Encoding: chunked"}},
+		},
+		{
+			name: "chunked, case and list syntax, 100-continue",
+			in:   "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , CHUNKED ,\r\nExpect: 100-Continue\r\nConnection: close\r\n\r\n",
+			want: parsed{Method: "POST", Target: "/echo", Path: "/echo", Proto: "HTTP/1.1", Major: 1, Minor: 1,
+				Host: "a", HasHost: true, Chunked: true, ExpectContinue: true,
+				Headers: []string{"Host: a", "Transfer-Encoding: , CHUNKED ,", "Expect: 100-Continue", "Connection: close"}},
+		},
+		{
+			name: "100-continue with Content-Length",
+			in:   "PUT /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+			want: parsed{Method: "PUT", Target: "/x", Path: "/x", Proto: "HTTP/1.1", Major: 1, Minor: 1,
+				Host: "a", HasHost: true, ContentLength: 3, Body: "abc", ExpectContinue: true, KeepAlive: true,
+				Headers: []string{"Host: a", "Content-Length: 3", "Expect: 100-continue"}},
+		},
+		{
+			name: "100-continue in HTTP/1.0 is ignored",
+			in:   "PUT /x HTTP/1.0\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc",
+			want: parsed{Method: "PUT", Target: "/x", Path: "/x", Proto: "HTTP/1.0", Major: 1,
+				ContentLength: 3, Body: "abc", Headers: []string{"Content-Length: 3", "Expect: 100-continue"}},
+		},
+		{
+			name: "empty Expect expects nothing",
+			in:   "GET / HTTP/1.1\r\nHost: a\r\nExpect:\r\n\r\n",
+			want: parsed{Method: "GET", Target: "/", Path: "/", Proto: "HTTP/1.1", Major: 1, Minor: 1,
+				Host: "a", HasHost: true, KeepAlive: true, Headers: []string{"Host: a", "Expect: "}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var req request
+			// What follows a chunked head is its body: not looked at.
+			in := tc.in + "5\r\nhello\r\n0\r\n\r\n"
+			n, err := parseRequest([]byte(in), &req)
+			require.NoError(t, err)
+			assert.Equal(t, len(tc.in), n)
+			assert.Equal(t, len(tc.in)-int(tc.want.ContentLength), req.headLen)
+			assert.Equal(t, tc.want, snapshot(&req))
+			for k := range len(tc.in) {
+				n, err := parseRequest([]byte(tc.in[:k]), &req)
+				require.ErrorIs(t, err, errNeedMore, "prefix of %d bytes", k)
+				require.Zero(t, n)
+			}
+		})
+	}
+}
+
+// While only a Content-Length body is incomplete, parseRequest says
+// errNeedMore but sets headLen and the head's fields: that is when the
+// server answers "Expect: 100-continue".
+func TestParseHeadCompleteBodyNot(t *testing.T) {
+	head := "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+	in := head + "hello"
+	var req request
+	for k := range len(in) {
+		n, err := parseRequest([]byte(in[:k]), &req)
+		require.ErrorIs(t, err, errNeedMore)
+		require.Zero(t, n)
+		if k < len(head) {
+			assert.Zero(t, req.headLen, "prefix of %d bytes: the head is not complete", k)
+			continue
+		}
+		assert.Equal(t, len(head), req.headLen, "prefix of %d bytes", k)
+		assert.True(t, req.expectContinue)
+		assert.Equal(t, int64(5), req.contentLength)
+		assert.Equal(t, "/echo", string(req.path))
 	}
 }
 
@@ -357,6 +454,32 @@ func TestParseLimits(t *testing.T) {
 	// errTooManyHeaders is a 431.
 	assert.ErrorIs(t, errTooManyHeaders, errHeaderTooLarge)
 	assert.Equal(t, 431, errorStatus(errTooManyHeaders))
+	// A server's own body limit replaces the default, up or down.
+	for _, tc := range []struct {
+		limit int64
+		n     int
+		err   error
+	}{
+		{10, 10, nil},
+		{10, 11, errBodyTooLarge},
+		{2 * maxBodyBytes, maxBodyBytes + 1, nil},
+		{2 * maxBodyBytes, 2*maxBodyBytes + 1, errBodyTooLarge},
+		{maxBodyLimit, maxBodyLimit + 1, errBodyTooLarge},
+	} {
+		in := "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + strconv.Itoa(tc.n) + "\r\n\r\n"
+		if tc.err == nil {
+			in += strings.Repeat("b", tc.n)
+		}
+		limited := request{maxBody: tc.limit}
+		n, err := parseRequest([]byte(in), &limited)
+		if tc.err != nil {
+			assert.ErrorIs(t, err, tc.err, "limit %d, body %d", tc.limit, tc.n)
+			continue
+		}
+		assert.NoError(t, err, "limit %d, body %d", tc.limit, tc.n)
+		assert.Equal(t, len(in), n)
+		assert.Equal(t, tc.limit, limited.maxBody, "reset keeps the limit")
+	}
 	// An over-long head is a 431 however it continues.
 	long := headOfSize(maxHeaderBytes+1, "")
 	for _, k := range []int{maxHeaderBytes, maxHeaderBytes + 1, len(long)} {
@@ -396,18 +519,25 @@ func TestParseResetsRequest(t *testing.T) {
 }
 
 // reset must clear every field but the headers array (whose entries past
-// nheaders are dead): a field added to request and forgotten in reset would
-// leak one request's value into the next.
+// nheaders are dead) and the body limit (configuration): a field added to
+// request and forgotten in reset would leak one request's value into the
+// next.
 func TestRequestReset(t *testing.T) {
-	var req request
-	_, err := parseRequest([]byte("POST http://h/p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx"), &req)
-	require.NoError(t, err)
-	req.reset()
-	v := reflect.ValueOf(req)
-	for i := range v.NumField() {
-		if name := v.Type().Field(i).Name; name != "headers" {
-			assert.True(t, v.Field(i).IsZero(), "reset leaves %s = %v", name, v.Field(i))
+	for _, in := range []string{
+		"POST http://h/p?q HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+	} {
+		req := request{maxBody: 7}
+		_, err := parseRequest([]byte(in), &req)
+		require.NoError(t, err)
+		req.reset()
+		v := reflect.ValueOf(req)
+		for i := range v.NumField() {
+			if name := v.Type().Field(i).Name; name != "headers" && name != "maxBody" {
+				assert.True(t, v.Field(i).IsZero(), "reset leaves %s = %v", name, v.Field(i))
+			}
 		}
+		assert.Equal(t, int64(7), req.maxBody)
 	}
 }
 
@@ -426,6 +556,11 @@ func TestErrorStatus(t *testing.T) {
 		{errUnsupported, 501},
 		{errVersion, 505},
 		{fmt.Errorf("wrapped: %w", errVersion), 505},
+		{errExpectation, 417},
+		{errChunkSize, 400},
+		{errChunkLine, 400},
+		{errTrailerTooLarge, 431},
+		{errTooManyTrailers, 431},
 	} {
 		assert.Equal(t, tc.want, errorStatus(tc.err), "%v", tc.err)
 	}
@@ -575,6 +710,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(validRequests[0].in + validRequests[2].in))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nExpect: 100-continue\r\n\r\n"))
+	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhel"))
+	f.Add([]byte("POST / HTTP/1.0\r\nContent-Length: 1\r\nExpect: foo\r\n\r\nx"))
 	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\nHost: a\n\n"))
 	f.Add([]byte("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"))
@@ -588,6 +726,11 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			require.Zero(t, n, "error %v with n != 0", err)
 			if errors.Is(err, errNeedMore) {
+				// A complete head says how much body is missing.
+				if req.headLen > 0 {
+					require.False(t, req.chunked)
+					require.Less(t, int64(len(b)), int64(req.headLen)+req.contentLength)
+				}
 				return
 			}
 			// A fault is decided by the bytes up to it: more input does not
@@ -599,6 +742,7 @@ func FuzzParse(f *testing.F) {
 		require.True(t, n > 0 && n <= len(b), "n = %d for %d bytes", n, len(b))
 		want := snapshot(&req)
 		require.Equal(t, want.ContentLength, int64(len(want.Body)))
+		require.Equal(t, n, req.headLen+len(want.Body), "a request is its head and its Content-Length body")
 		require.Equal(t, want.Body, string(b[n-len(want.Body):n]), "body is the last bytes of the request")
 
 		n2, err := parseRequest(b[:n:n], &again)
