@@ -29,7 +29,7 @@ import (
 //   - Failure of one end closes the other: when one end closes, for any
 //     reason, the other is closed once its pending output is flushed.
 type Proxy struct {
-	Upstream    string        // "host:port" of the upstream server, or "unix:/path" 
+	Upstream    string        // "host:port" of the upstream server, or "unix:/path"
 	DialTimeout time.Duration // bound on each upstream dial; 0: the server's WithDialTimeout
 	Log         *slog.Logger  // per-connection events at Debug, failures at Info
 }
