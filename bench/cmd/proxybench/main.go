@@ -464,12 +464,6 @@ func runLoadgen(cfg *config, base record, w, target string, pid int) record {
 	secs := func(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) }
 	argv := []string{filepath.Join(cfg.bin, "loadgen"), "-addr", target, "-c", conns, "-d", depth, "-s", size,
 		"-w", secs(cfg.warmup), "-t", secs(cfg.duration), "-pid", strconv.Itoa(pid)}
-	out, _, err := proc.RunClient(cfg.loadCPUs, argv, nil, cfg.warmup+cfg.duration+time.Minute)
-	line := proc.LastJSONLine(out)
-	if line == nil {
-		base.Error = fmt.Sprint("loadgen printed no result: ", err)
-		return base
-	}
 	var v struct {
 		MsgsPerS  float64 `json:"msgs_per_s"`
 		Msgs      float64 `json:"msgs"`
@@ -480,11 +474,12 @@ func runLoadgen(cfg *config, base record, w, target string, pid int) record {
 		ServerCPU float64 `json:"server_cpu_s"`
 		ServerPct float64 `json:"server_cpu_pct"`
 	}
-	if err := json.Unmarshal(line, &v); err != nil {
+	raw, err := runJSON(cfg.loadCPUs, argv, nil, cfg.warmup+cfg.duration+time.Minute, &v)
+	if err != nil {
 		base.Error = err.Error()
 		return base
 	}
-	base.RPS, base.P50us, base.P99us, base.Raw = v.MsgsPerS, v.P50, v.P99, string(line)
+	base.RPS, base.P50us, base.P99us, base.Raw = v.MsgsPerS, v.P50, v.P99, raw
 	if pid > 0 && v.Msgs > 0 {
 		base.ProxyCPU, base.ProxyPct = v.ServerCPU, v.ServerPct
 		base.CPUPerOp = 1e6 * v.ServerCPU / v.Msgs
@@ -499,22 +494,17 @@ func runLoadgen(cfg *config, base record, w, target string, pid int) record {
 // in resident memory.
 func runIdle(cfg *config, base record, target string, pid int) record {
 	argv := []string{filepath.Join(cfg.bin, "idle"), "-addr", target, "-n", strconv.Itoa(cfg.idleConns), "-pid", strconv.Itoa(pid)}
-	out, _, err := proc.RunClient(cfg.loadCPUs, argv, nil, 5*time.Minute)
-	line := proc.LastJSONLine(out)
-	if line == nil {
-		base.Error = fmt.Sprint("idle printed no result: ", err)
-		return base
-	}
 	var v struct {
 		PerConnKiB float64 `json:"per_conn_kib"`
 		Opened     int     `json:"opened"`
 		Error      string  `json:"error"`
 	}
-	if err := json.Unmarshal(line, &v); err != nil {
+	raw, err := runJSON(cfg.loadCPUs, argv, nil, 5*time.Minute, &v)
+	if err != nil {
 		base.Error = err.Error()
 		return base
 	}
-	base.KiB, base.Raw = v.PerConnKiB, string(line)
+	base.KiB, base.Raw = v.PerConnKiB, raw
 	if v.Error != "" || v.Opened != cfg.idleConns {
 		base.Error = fmt.Sprintf("%d of %d opened: %s", v.Opened, cfg.idleConns, v.Error)
 	}
@@ -537,21 +527,17 @@ func runDial(cfg *config, round int) ([]record, error) {
 		r := record{Round: round, Workload: "dial", Proxy: mode}
 		argv := []string{filepath.Join(cfg.bin, "dialrate"), "-addr", host + ":" + upPort, "-mode", mode,
 			"-n", strconv.Itoa(cfg.dialConns), "-c", strconv.Itoa(cfg.dialFlight)}
-		out, _, err := proc.RunClient(cfg.proxyCPUs, argv, []string{"GOMAXPROCS=1"}, 2*time.Minute)
-		line := proc.LastJSONLine(out)
 		var v struct {
 			ConnsPerS float64 `json:"conns_per_s"`
 			CPU       float64 `json:"cpu_s"`
 			Opened    float64 `json:"opened"`
 			Error     string  `json:"error"`
 		}
-		switch {
-		case line == nil:
-			r.Error = fmt.Sprint("dialrate printed no result: ", err)
-		case json.Unmarshal(line, &v) != nil:
-			r.Error = "unreadable dialrate output"
-		default:
-			r.RPS, r.Error, r.Raw = v.ConnsPerS, v.Error, string(line)
+		raw, err := runJSON(cfg.proxyCPUs, argv, []string{"GOMAXPROCS=1"}, 2*time.Minute, &v)
+		if err != nil {
+			r.Error = err.Error()
+		} else {
+			r.RPS, r.Error, r.Raw = v.ConnsPerS, v.Error, raw
 			if v.Opened > 0 {
 				r.CPUPerOp = 1e6 * v.CPU / v.Opened
 			}
@@ -559,6 +545,21 @@ func runDial(cfg *config, round int) ([]record, error) {
 		recs = append(recs, r)
 	}
 	return recs, nil
+}
+
+// runJSON runs a client that prints its result as a JSON line (loadgen,
+// idle, dialrate: each exits non-zero on errors but still prints it), and
+// decodes the last such line into v.
+func runJSON(cpus string, argv, env []string, limit time.Duration, v any) (string, error) {
+	out, _, err := proc.RunClient(cpus, argv, env, limit)
+	line := proc.LastJSONLine(out)
+	if line == nil {
+		return "", fmt.Errorf("%s printed no result: %v", filepath.Base(argv[0]), err)
+	}
+	if err := json.Unmarshal(line, v); err != nil {
+		return "", fmt.Errorf("%s: %w", filepath.Base(argv[0]), err)
+	}
+	return string(line), nil
 }
 
 func procCPU(pid int) float64 {
@@ -641,6 +642,15 @@ func tables(res *results) string {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
+	errCount := func(k key) int {
+		n := 0
+		for _, r := range cells[k] {
+			if r.Error != "" {
+				n++
+			}
+		}
+		return n
+	}
 	spread := func(k key) string {
 		var v []float64
 		for _, r := range cells[k] {
@@ -669,12 +679,6 @@ func tables(res *results) string {
 			}
 			return fmt.Sprintf("%.2f", rps/o)
 		}
-		errs := 0
-		for _, r := range cells[k] {
-			if r.Error != "" {
-				errs++
-			}
-		}
 		cpuPct, cpuOp := "", ""
 		if k.p != "direct" {
 			cpuPct = fmt.Sprintf("%.0f", med(k, func(r record) float64 { return r.ProxyPct }))
@@ -682,20 +686,14 @@ func tables(res *results) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %.0f | %s | %.0f | %.0f | %s | %s | %s | %s | %d |\n",
 			k.w, k.test, k.p, rps, spread(k), med(k, func(r record) float64 { return r.P50us }),
-			med(k, func(r record) float64 { return r.P99us }), cpuPct, cpuOp, ratio("haproxy"), ratio("gonet"), errs)
+			med(k, func(r record) float64 { return r.P99us }), cpuPct, cpuOp, ratio("haproxy"), ratio("gonet"), errCount(k))
 	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "| idle proxied pairs | proxy | KiB per pair (median) | errors |")
 	fmt.Fprintln(&b, "|---|---|---:|---:|")
 	for _, k := range order {
 		if strings.HasPrefix(k.w, "idle") {
-			errs := 0
-			for _, r := range cells[k] {
-				if r.Error != "" {
-					errs++
-				}
-			}
-			fmt.Fprintf(&b, "| %s | %s | %.2f | %d |\n", k.w, k.p, med(k, func(r record) float64 { return r.KiB }), errs)
+			fmt.Fprintf(&b, "| %s | %s | %.2f | %d |\n", k.w, k.p, med(k, func(r record) float64 { return r.KiB }), errCount(k))
 		}
 	}
 	fmt.Fprintln(&b)
