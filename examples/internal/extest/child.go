@@ -54,6 +54,15 @@ type Child struct {
 	readDone chan struct{} // closed when the stderr reader has returned
 }
 
+// Command returns a command that runs the test binary as a child running
+// main with args, for a test that starts it its own way (Start is the
+// usual one).
+func Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envChild+"=1")
+	return cmd
+}
+
 // Start starts the test binary as a child running main with args; ctx
 // bounds its life (the child is killed when ctx ends).
 func Start(ctx context.Context, args ...string) (*Child, error) {
