@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -144,18 +143,15 @@ func restartUnderLoad(t *testing.T, reusePort bool) {
 
 // fleet is the echo processes of one test: the first, started by the
 // test, and each successor, started by its predecessor. They share one
-// stderr pipe, read here line by line. This process reaps them (it is
-// their subreaper, or the init of their PID namespace) and kills what is
-// left when the test ends.
+// stderr pipe, read as one log. This process reaps them (it is their
+// subreaper, or the init of their PID namespace) and kills what is left
+// when the test ends.
 type fleet struct {
-	rp       *os.File
-	readDone chan struct{}
+	*extest.Log
+	rp *os.File
 
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{} // closed and replaced when a line is added or the log ends
-	ended   bool
-	pids    map[int]bool // every server process seen; true once reaped
+	mu   sync.Mutex
+	pids map[int]bool // every server process seen; true once reaped
 }
 
 func startFleet(t *testing.T, args ...string) *fleet {
@@ -180,39 +176,13 @@ func startFleet(t *testing.T, args ...string) *fleet {
 		_ = rp.Close()
 		require.NoError(t, err)
 	}
-	f := &fleet{rp: rp, readDone: make(chan struct{}), changed: make(chan struct{}), pids: map[int]bool{cmd.Process.Pid: false}}
+	f := &fleet{Log: extest.ReadLog(rp), rp: rp, pids: map[int]bool{cmd.Process.Pid: false}}
 	_ = cmd.Process.Release() // reaped by PID, with wait4, like its successors
 	t.Cleanup(f.cleanup)
-	go func() {
-		defer close(f.readDone)
-		sc := bufio.NewScanner(rp)
-		for sc.Scan() {
-			f.addLine(sc.Text(), false)
-		}
-		f.addLine("", true)
-	}()
 	return f
 }
 
 var successorPID = regexp.MustCompile(`\bsuccessor_pid=(\d+)`)
-
-func (f *fleet) addLine(line string, end bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if end {
-		f.ended = true
-	} else {
-		f.lines = append(f.lines, line)
-		if m := successorPID.FindStringSubmatch(line); m != nil {
-			pid, _ := strconv.Atoi(m[1]) // digits
-			if _, seen := f.pids[pid]; !seen {
-				f.pids[pid] = false
-			}
-		}
-	}
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
 
 // add records a server process to reap.
 func (f *fleet) add(pid int) {
@@ -223,34 +193,16 @@ func (f *fleet) add(pid int) {
 	}
 }
 
-func (f *fleet) log() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return strings.Join(f.lines, "\n")
-}
+func (f *fleet) log() string { return strings.Join(f.Lines(), "\n") }
 
 // waitLine waits for a line of the processes' log that contains s.
 func (f *fleet) waitLine(t *testing.T, s string) string {
 	t.Helper()
-	timeout := time.After(bound)
-	for seen := 0; ; {
-		f.mu.Lock()
-		lines, ended, changed := f.lines, f.ended, f.changed
-		f.mu.Unlock()
-		for ; seen < len(lines); seen++ {
-			if strings.Contains(lines[seen], s) {
-				return lines[seen]
-			}
-		}
-		if ended {
-			require.FailNow(t, "the log ended without "+s, strings.Join(lines, "\n"))
-		}
-		select {
-		case <-changed:
-		case <-timeout:
-			require.FailNow(t, "no log line with "+s, strings.Join(lines, "\n"))
-		}
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	line, err := f.WaitLine(ctx, s)
+	require.NoError(t, err)
+	return line
 }
 
 // waitExit reaps pid, a child of this process, and returns its status; if
@@ -276,6 +228,12 @@ func (f *fleet) reap(pid int, d time.Duration) (unix.WaitStatus, error) {
 // cleanup kills and reaps every server process not reaped yet, and any
 // other child this process adopted, then waits for the log to end.
 func (f *fleet) cleanup() {
+	for _, line := range f.Lines() { // successors the test did not get to
+		if m := successorPID.FindStringSubmatch(line); m != nil {
+			pid, _ := strconv.Atoi(m[1]) // digits
+			f.add(pid)
+		}
+	}
 	f.mu.Lock()
 	var left []int
 	for pid, reaped := range f.pids {
@@ -294,7 +252,7 @@ func (f *fleet) cleanup() {
 		_, _ = f.reap(pid, bound)
 	}
 	_ = f.rp.Close() // ends the reader if a process we do not know holds the pipe
-	<-f.readDone
+	_, _ = f.Wait()
 }
 
 // adopted lists this process's children other than known: successors that
