@@ -50,8 +50,9 @@ type Server struct {
 	err   error          // the first loop failure, returned by Serve
 
 	// lnMu is held while a listening descriptor is closed (acceptor.close,
-	// on its loop) or duplicated (ListenerFiles, on any goroutine), so
-	// that a descriptor number is never duplicated after it was freed.
+	// on its loop, or in release) or duplicated (ListenerFiles, on any
+	// goroutine), so that a number is never duplicated once close(2) has
+	// freed it for another file.
 	lnMu       sync.Mutex
 	handedOver bool // ListenerFiles succeeded; guarded by lnMu
 }

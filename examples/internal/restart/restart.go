@@ -188,14 +188,21 @@ type Config struct {
 // went well: the caller exits 0. A successor that fails is logged and
 // killed; srv serves on, and a later signal tries again. A stop signal
 // during a restart abandons it (the successor, which has not reported, is
-// killed). Serve returns graceful.Run's error.
+// killed). Serve returns graceful.Run's error, or why it could not start
+// (the PID file). A predecessor that cannot be told (it is gone) is logged;
+// Serve serves all the same.
 func Serve(srv *reactor.Server, in *Inheritance, cfg Config, stop, hup <-chan os.Signal) error {
 	r, err := newRestarter(srv, cfg)
 	if err != nil {
 		return err
 	}
-	if err := r.ready(in); err != nil {
+	if err := r.ready(); err != nil {
 		return err
+	}
+	if err := r.notify(in); err != nil {
+		// The predecessor is gone (it gave up on us, and is killing us, or
+		// it died): serve all the same, since nobody else may be.
+		r.log.Warn("restart: could not tell the predecessor that this process serves", "err", err)
 	}
 	merged := make(chan os.Signal, 2) // as graceful.Run wants: it reads two at most
 	done := make(chan struct{})
@@ -245,15 +252,22 @@ func newRestarter(srv *reactor.Server, cfg Config) (*restarter, error) {
 	return &restarter{srv: srv, cfg: cfg, log: cfg.Log.With("pid", os.Getpid()), exe: exe}, nil
 }
 
-// ready writes the PID file and tells the predecessor, if any, that this
-// process serves: its listening sockets are open, and connections wait in
-// their queues until the loops accept them.
-func (r *restarter) ready(in *Inheritance) error {
-	if r.cfg.PIDFile != "" {
-		if err := writePIDFile(r.cfg.PIDFile, os.Getpid()); err != nil {
-			return fmt.Errorf("restart: %w", err)
-		}
+// ready writes the PID file, once this process serves: its listening
+// sockets are open, and connections wait in their queues until the loops
+// accept them.
+func (r *restarter) ready() error {
+	if r.cfg.PIDFile == "" {
+		return nil
 	}
+	if err := writePIDFile(r.cfg.PIDFile, os.Getpid()); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	return nil
+}
+
+// notify tells the predecessor, if any, that this process serves: it writes
+// its PID to the pipe and closes it.
+func (r *restarter) notify(in *Inheritance) error {
 	if in.ready == nil {
 		return nil
 	}
@@ -261,10 +275,7 @@ func (r *restarter) ready(in *Inheritance) error {
 	if cerr := in.ready.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return fmt.Errorf("restart: telling the predecessor: %w", err)
-	}
-	return nil
+	return err
 }
 
 // watch passes stop signals on to out, and restarts on a signal from hup,

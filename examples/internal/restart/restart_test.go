@@ -392,3 +392,29 @@ func TestServeRestartFails(t *testing.T) {
 		assert.Contains(t, logs, `msg="shutting down" signal=terminated`)
 	})
 }
+
+// A successor whose predecessor is gone (its pipe's read end closed) says
+// so and serves all the same: nobody else may be serving.
+func TestServePredecessorGone(t *testing.T) {
+	rp, wp, err := os.Pipe()
+	require.NoError(t, err)
+	require.NoError(t, rp.Close())
+	logs := newLogWatch()
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	srv, err := reactor.NewServer("127.0.0.1:0", echo(), reactor.WithLoops(1), reactor.WithLogger(log))
+	require.NoError(t, err)
+	stop := make(chan os.Signal, 2)
+	served := make(chan error, 1)
+	go func() {
+		served <- Serve(srv, &Inheritance{ready: wp}, Config{ShutdownTimeout: bound, Log: log}, stop, nil)
+	}()
+	echoOne(t, srv.Addr().String())
+	assert.Contains(t, logs.String(), "could not tell the predecessor")
+	stop <- syscall.SIGTERM
+	select {
+	case err := <-served:
+		assert.NoError(t, err)
+	case <-time.After(bound):
+		require.FailNow(t, "Serve did not return")
+	}
+}
