@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -36,8 +37,8 @@ type config struct {
 	lockOSThread   bool
 	recoverPanics  bool
 	backlog        int
-	listener       net.Listener // WithListener; nil: NewServer binds its address
-	listenerSet    bool         // WithListener was given (so WithListener(nil) is an error)
+	listeners      []net.Listener // WithListener(s); none: NewServer binds its address
+	listenersSet   bool           // WithListener(s) was given (so WithListener(nil) is an error)
 	logger         *slog.Logger
 }
 
@@ -115,10 +116,24 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
 		return fmt.Errorf("reactor: WithLogger(nil)")
-	case c.listenerSet && isNilListener(c.listener):
+	}
+	return c.validateListeners()
+}
+
+// validateListeners checks what WithListener or WithListeners gave.
+func (c *config) validateListeners() error {
+	if !c.listenersSet {
+		return nil
+	}
+	switch n := len(c.listeners); {
+	case n == 0:
+		return fmt.Errorf("reactor: WithListeners(): no listener")
+	case n == 1 && isNilListener(c.listeners[0]):
 		return fmt.Errorf("reactor: WithListener(nil)")
-	case c.listener != nil && c.reusePort:
-		return fmt.Errorf("reactor: WithListener with WithReusePort: an inherited listener is one socket, and SO_REUSEPORT needs one per loop")
+	case slices.ContainsFunc(c.listeners, isNilListener):
+		return fmt.Errorf("reactor: WithListeners: a nil listener")
+	case n > 1 && !c.reusePort:
+		return fmt.Errorf("reactor: WithListeners with %d listeners needs WithReusePort: each listener gets a loop of its own", n)
 	}
 	return nil
 }
@@ -139,8 +154,8 @@ func (c *config) validateClient() error {
 		return fmt.Errorf("reactor: NewClient: WithMaxConns limits accepted connections; a client opens only those it dials")
 	case c.balancer == SourceHash:
 		return fmt.Errorf("reactor: NewClient: WithLoadBalancer(SourceHash) hashes a client's address; a Client picks a loop per dial with RoundRobin or LeastConns")
-	case c.listenerSet:
-		return fmt.Errorf("reactor: NewClient: WithListener applies to a server only")
+	case c.listenersSet:
+		return fmt.Errorf("reactor: NewClient: WithListener and WithListeners apply to a server only")
 	}
 	return nil
 }
@@ -163,7 +178,17 @@ func WithDispatcher(f DispatcherFactory) Option { return func(c *config) { c.dis
 // on the server's address, so the kernel spreads new connections across the
 // loops and each loop accepts for itself; there is then no main loop and no
 // load balancer. Default: false (one listener, accepted by the main loop).
-// A server option: NewClient rejects it.
+//
+// Another process may bind the same address with SO_REUSEPORT while this
+// one runs (same user ID): the kernel then spreads connections over the
+// sockets of both, which is how a new version can start beside the old one
+// (see the README's "Zero-downtime restarts"). Each socket has its own
+// accept queue, and closing one resets the connections still queued in it
+// unless net.ipv4.tcp_migrate_req is 1 (Linux 5.14 or later), which passes
+// them to another socket of the port: a graceful Shutdown logs a warning
+// when that is not so. With WithListeners, the server serves the sockets
+// it is given, one loop each, instead of binding its own. A server option:
+// NewClient rejects it.
 func WithReusePort(on bool) Option { return func(c *config) { c.reusePort = on } }
 
 // WithLoadBalancer chooses how the main loop assigns new connections to
@@ -267,8 +292,9 @@ func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 // WithListener makes the server serve ln's listening socket instead of
 // binding one: a socket opened by another process and inherited, as under
 // systemd's socket activation (see SystemdListeners) or when a server hands
-// its listener to the process replacing it, so that no connection is
-// refused during a restart. Pass "" as NewServer's address.
+// its listener to the process replacing it (see Server.ListenerFiles), so
+// that no connection is refused during a restart. Pass "" as NewServer's
+// address.
 //
 // ln must be a *net.TCPListener or a *net.UnixListener (any net.Listener
 // implementing syscall.Conn over a listening TCP or Unix stream socket).
@@ -276,29 +302,36 @@ func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 // duplicate; ln stays the caller's, who may close it at once: the socket
 // lives on until the server closes its own descriptor too. The two share
 // the socket's non-blocking flag, which NewServer sets (Go's listeners are
-// non-blocking already): do not switch ln back to blocking mode (as
-// (*os.File).Fd does) while the server runs. A Unix socket file that ln
-// listens on is not removed by Shutdown or Close, since this server did not
-// create it. Addr reports the socket's address. TCP options (WithTCPNoDelay,
-// WithKeepAlive) apply to connections of an inherited TCP listener;
-// WithBacklog does not (listen(2) was called by whoever opened the socket).
-// WithReusePort cannot be combined with it: the inherited socket is one
-// listener, where SO_REUSEPORT needs one per loop. Default: nil, bind the
-// address given to NewServer.
+// non-blocking already): do not switch ln back to blocking mode while the
+// server runs. (*os.File).Fd does that to a file from (*net.TCPListener).File
+// or (*net.UnixListener).File, and so does exec.Cmd, which calls Fd on its
+// ExtraFiles; hand a served socket on with Server.ListenerFiles instead.) A
+// Unix socket file that ln listens on is not removed by Shutdown or Close,
+// since this server did not create it. Addr reports the socket's address.
+// TCP options (WithTCPNoDelay, WithKeepAlive) apply to connections of an
+// inherited TCP listener; WithBacklog does not (listen(2) was called by
+// whoever opened the socket). Default: nil, bind the address given to
+// NewServer.
 //
-// Handing a listener to a new process:
+// In the process taking over (descriptor 3 here, from exec.Cmd.ExtraFiles):
 //
-//	f, _ := ln.(*net.TCPListener).File() // a descriptor the child inherits
-//	cmd := exec.Command(exe, args...)
-//	cmd.ExtraFiles = []*os.File{f}       // descriptor 3 in the child
-//	cmd.Start()
-//
-//	// in the child:
 //	ln, err := net.FileListener(os.NewFile(3, "listener"))
 //	srv, err := reactor.NewServer("", h, reactor.WithListener(ln))
 //	ln.Close() // the server has its own descriptor
 func WithListener(ln net.Listener) Option {
-	return func(c *config) { c.listener = ln; c.listenerSet = true }
+	return func(c *config) { c.listeners = []net.Listener{ln}; c.listenersSet = true }
+}
+
+// WithListeners is WithListener for several listening sockets, which
+// requires WithReusePort: the server runs one event loop per listener (the
+// number of loops is len(lns), whatever WithLoops says), each accepting from
+// its own socket, as a server with WithReusePort does with the sockets it
+// binds. It serves the sockets that a server with WithReusePort hands over
+// (Server.ListenerFiles returns one per loop): all of them must be served,
+// since each SO_REUSEPORT socket has its own queue of connections, which
+// closing it would reset. Addr reports the first listener's address.
+func WithListeners(lns ...net.Listener) Option {
+	return func(c *config) { c.listeners = slices.Clone(lns); c.listenersSet = true }
 }
 
 // isNilListener reports whether ln is nil, or a nil pointer of the two

@@ -44,6 +44,13 @@ type Server struct {
 	mu    sync.Mutex // guards state and err
 	state int
 	err   error // the first loop failure, returned by Serve
+
+	// lnMu is held while a listening descriptor is closed (acceptor.close,
+	// on its loop, or in release) or duplicated (ListenerFiles, on any
+	// goroutine), so that a number is never duplicated once close(2) has
+	// freed it for another file.
+	lnMu       sync.Mutex
+	handedOver bool // ListenerFiles succeeded; guarded by lnMu
 }
 
 // NewServer creates a server for h listening on addr. It binds the socket
@@ -78,7 +85,7 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if err := s.init("NewServer", h, opts, ErrServerClosed); err != nil {
 		return nil, err
 	}
-	if s.cfg.listener != nil && addr != "" {
+	if len(s.cfg.listeners) > 0 && addr != "" {
 		return nil, fmt.Errorf("reactor: NewServer(%q) with WithListener: pass \"\" as the address, the listener has one", addr)
 	}
 	if err := s.build(addr); err != nil {
@@ -92,6 +99,8 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 func (s *Server) build(addr string) error {
 	nIO := s.cfg.loops
 	switch {
+	case s.cfg.reusePort && len(s.cfg.listeners) > 0:
+		nIO = len(s.cfg.listeners) // one loop per inherited socket
 	case s.cfg.reusePort:
 		nIO = max(nIO, 1)
 	case nIO == 0:
@@ -130,7 +139,11 @@ func (s *Server) build(addr string) error {
 			// so ":0" works with WithReusePort too.
 			address = s.addr.String()
 		}
-		a, err := s.listen(l, network, address)
+		var ln net.Listener // nil: bind address
+		if len(s.cfg.listeners) > 0 {
+			ln = s.cfg.listeners[i]
+		}
+		a, err := s.listen(l, ln, network, address)
 		if err != nil {
 			return err
 		}
@@ -154,14 +167,14 @@ func splitAddr(addr string) (network, address string) {
 	return "tcp", addr
 }
 
-// listen opens the listening socket for loop l: a duplicate of the
-// WithListener listener's, or a new one on network and address. Before the
-// loops run.
-func (s *Server) listen(l *EventLoop, network, address string) (*acceptor, error) {
+// listen opens the listening socket for loop l: a duplicate of ln's (given
+// by WithListener or WithListeners), or, if ln is nil, a new one on network
+// and address. Before the loops run.
+func (s *Server) listen(l *EventLoop, ln net.Listener, network, address string) (*acceptor, error) {
 	var fd int
 	var sa unix.Sockaddr
 	var err error
-	if ln := s.cfg.listener; ln != nil {
+	if ln != nil {
 		fd, sa, err = dupListener(s.k, ln)
 		if err != nil {
 			return nil, &net.OpError{Op: "listen", Net: ln.Addr().Network(), Addr: ln.Addr(), Err: err}
@@ -176,7 +189,7 @@ func (s *Server) listen(l *EventLoop, network, address string) (*acceptor, error
 	a.addr = sockaddrToNetAddr(sa)
 	if ua, ok := a.addr.(*net.UnixAddr); ok {
 		a.ch.unix = true
-		if s.cfg.listener == nil {
+		if ln == nil {
 			// The file bind(2) just created: this server removes it when
 			// it closes, if it is still that file then.
 			if f, ok := kernel.StatSocketFile(ua.Name); ok {
@@ -348,6 +361,9 @@ func (s *Server) beginStop(hard bool) bool {
 	}
 	s.state = stateShuttingDown
 	s.mu.Unlock()
+	if !hard {
+		s.warnReusePortDrain()
+	}
 	s.stopAll(hard)
 	return true
 }
