@@ -468,10 +468,14 @@ func TestClientDialUnix(t *testing.T) {
 
 func TestNewClientRejectsServerOptions(t *testing.T) {
 	h := reactor.HandlerFuncs{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
 	for _, tt := range []struct {
 		name string
 		opt  reactor.Option
 	}{
+		{"listener", reactor.WithListener(ln)},
 		{"reuseport", reactor.WithReusePort(true)},
 		{"backlog", reactor.WithBacklog(16)},
 		{"maxconns", reactor.WithMaxConns(10)},
