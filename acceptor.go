@@ -41,6 +41,7 @@ type acceptor struct {
 	backoff   time.Duration // next pause length
 	retry     *Timer        // resumes accepting after the back-off
 	pausedNow atomic.Bool   // mirrors paused, for Server.connGone on other goroutines
+	fdClosed  bool          // the descriptor is closed; guarded by srv.lnMu (see Server.ListenerFiles)
 }
 
 func newAcceptor(l *EventLoop, s *Server, fd int) *acceptor {
@@ -152,12 +153,17 @@ func (a *acceptor) setInterest(ev Events) {
 }
 
 // close stops accepting for good and closes the listening socket.
-// Connections still in the kernel's listen queue are reset by the kernel.
+// Connections still in the kernel's listen queue are reset by the kernel,
+// unless the socket lives on in another process (the listener was
+// inherited, or handed over with Server.ListenerFiles), which then accepts
+// them, or, for a SO_REUSEPORT socket, net.ipv4.tcp_migrate_req passes them
+// to another listener on the port (see Server.warnReusePortDrain).
 // The Unix socket file the server created is removed first (as package net
 // does), so that a client finds no file rather than a dead one, and only
 // if it is still that file, since another server may have replaced it:
 // first also because the open socket holds the file's inode, which keeps
-// that check sound (see kernel.RemoveSocketFile).
+// that check sound (see kernel.RemoveSocketFile). It is left in place once
+// the socket has been handed over: the process it went to serves that path.
 // Loop goroutine; repeated calls are no-ops.
 func (a *acceptor) close() {
 	if a.closed {
@@ -169,7 +175,10 @@ func (a *acceptor) close() {
 		a.retry = nil
 	}
 	l := a.loop
-	if f := a.file; f != nil {
+	s := a.srv
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if f := a.file; f != nil && !s.handedOver {
 		if err := kernel.RemoveSocketFile(*f); err != nil {
 			l.log.Warn("reactor: removing the socket file", "addr", a.addr, "err", err)
 		}
@@ -179,5 +188,6 @@ func (a *acceptor) close() {
 		l.channels.del(a.ch.fd)
 	}
 	_ = l.k.Close(a.ch.fd) // a listener has no unflushed state to lose
-	l.hasAccept = false    // a loop has at most one acceptor
+	a.fdClosed = true
+	l.hasAccept = false // a loop has at most one acceptor
 }

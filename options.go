@@ -1,6 +1,6 @@
-// This file holds the Server's functional options and the configuration
-// they build. A config is filled in by NewServer before any goroutine starts
-// and is read-only afterwards.
+// This file holds the functional options of a Server and a Client and the
+// configuration they build. A config is filled in by NewServer or NewClient
+// before any goroutine starts and is read-only afterwards.
 
 package reactor
 
@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"time"
 )
 
-// Option configures a Server. Options are applied in order by NewServer,
-// which validates the result and returns an error for nonsense values.
+// Option configures a Server or a Client. Options are applied in order by
+// NewServer or NewClient, which validate the result and return an error for
+// nonsense values, and, for a Client, for the options that only make sense
+// for a server (see NewClient).
 type Option func(*config)
 
 type config struct {
@@ -30,11 +33,12 @@ type config struct {
 	idleTimeout    time.Duration
 	writeTimeout   time.Duration
 	lingerTimeout  time.Duration
+	dialTimeout    time.Duration
 	lockOSThread   bool
 	recoverPanics  bool
 	backlog        int
-	listener       net.Listener // WithListener; nil: NewServer binds its address
-	listenerSet    bool         // WithListener was given (so WithListener(nil) is an error)
+	listeners      []net.Listener // WithListener(s); none: NewServer binds its address
+	listenersSet   bool           // WithListener(s) was given (so WithListener(nil) is an error)
 	logger         *slog.Logger
 }
 
@@ -45,6 +49,7 @@ const (
 	DefaultHighWaterMark  = 4 << 20
 	DefaultMaxInputSize   = 4 << 20
 	DefaultLingerTimeout  = 5 * time.Second
+	DefaultDialTimeout    = 30 * time.Second
 	// LingerMaxBytes is how much input a lingering connection reads and
 	// discards before it gives up on the peer's EOF and resets the
 	// connection (see WithLingerTimeout).
@@ -69,6 +74,7 @@ func defaultConfig() config {
 		highWaterMark:  DefaultHighWaterMark,
 		maxInputSize:   DefaultMaxInputSize,
 		lingerTimeout:  DefaultLingerTimeout,
+		dialTimeout:    DefaultDialTimeout,
 		recoverPanics:  true,
 		logger:         slog.Default(),
 	}
@@ -104,14 +110,52 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithWriteTimeout(%v): must be >= 0", c.writeTimeout)
 	case c.lingerTimeout < 0:
 		return fmt.Errorf("reactor: WithLingerTimeout(%v): must be >= 0", c.lingerTimeout)
+	case c.dialTimeout < 0:
+		return fmt.Errorf("reactor: WithDialTimeout(%v): must be >= 0", c.dialTimeout)
 	case c.backlog < 0:
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
 		return fmt.Errorf("reactor: WithLogger(nil)")
-	case c.listenerSet && isNilListener(c.listener):
+	}
+	return c.validateListeners()
+}
+
+// validateListeners checks what WithListener or WithListeners gave.
+func (c *config) validateListeners() error {
+	if !c.listenersSet {
+		return nil
+	}
+	switch n := len(c.listeners); {
+	case n == 0:
+		return fmt.Errorf("reactor: WithListeners(): no listener")
+	case n == 1 && isNilListener(c.listeners[0]):
 		return fmt.Errorf("reactor: WithListener(nil)")
-	case c.listener != nil && c.reusePort:
-		return fmt.Errorf("reactor: WithListener with WithReusePort: an inherited listener is one socket, and SO_REUSEPORT needs one per loop")
+	case slices.ContainsFunc(c.listeners, isNilListener):
+		return fmt.Errorf("reactor: WithListeners: a nil listener")
+	case n > 1 && !c.reusePort:
+		return fmt.Errorf("reactor: WithListeners with %d listeners needs WithReusePort: each listener gets a loop of its own", n)
+	}
+	return nil
+}
+
+// validateClient rejects, for NewClient, the options that only mean
+// something to a server: there is no listening socket (WithReusePort,
+// WithBacklog, WithListener), no connection a client accepts and could refuse
+// (WithMaxConns: a client opens exactly the connections it dials), and no
+// source address to hash when the client picks a loop for a dial
+// (SourceHash).
+func (c *config) validateClient() error {
+	switch {
+	case c.reusePort:
+		return fmt.Errorf("reactor: NewClient: WithReusePort applies to a server's listener only")
+	case c.backlog != 0:
+		return fmt.Errorf("reactor: NewClient: WithBacklog applies to a server's listener only")
+	case c.maxConns != 0:
+		return fmt.Errorf("reactor: NewClient: WithMaxConns limits accepted connections; a client opens only those it dials")
+	case c.balancer == SourceHash:
+		return fmt.Errorf("reactor: NewClient: WithLoadBalancer(SourceHash) hashes a client's address; a Client picks a loop per dial with RoundRobin or LeastConns")
+	case c.listenersSet:
+		return fmt.Errorf("reactor: NewClient: WithListener and WithListeners apply to a server only")
 	}
 	return nil
 }
@@ -119,8 +163,9 @@ func (c *config) validate() error {
 // WithLoops sets the number of sub-reactors: event loops, each on its own
 // goroutine, that serve connections while the main loop only accepts. 0
 // selects the single-reactor mode, where one loop accepts and serves
-// everything. Default: runtime.GOMAXPROCS(0). More loops than cores add
-// context switches, not throughput.
+// everything. For a Client, the number of loops its connections are spread
+// over; 0 and 1 both mean one. Default: runtime.GOMAXPROCS(0). More loops
+// than cores add context switches, not throughput.
 func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
 
 // WithDispatcher selects the readiness backend: Epoll, Poll, or a
@@ -133,20 +178,32 @@ func WithDispatcher(f DispatcherFactory) Option { return func(c *config) { c.dis
 // on the server's address, so the kernel spreads new connections across the
 // loops and each loop accepts for itself; there is then no main loop and no
 // load balancer. Default: false (one listener, accepted by the main loop).
+//
+// Another process may bind the same address with SO_REUSEPORT while this
+// one runs (same user ID): the kernel then spreads connections over the
+// sockets of both, which is how a new version can start beside the old one
+// (see the README's "Zero-downtime restarts"). Each socket has its own
+// accept queue, and closing one resets the connections still queued in it
+// unless net.ipv4.tcp_migrate_req is 1 (Linux 5.14 or later), which passes
+// them to another socket of the port: a graceful Shutdown logs a warning
+// when that is not so. With WithListeners, the server serves the sockets
+// it is given, one loop each, instead of binding its own. A server option:
+// NewClient rejects it.
 func WithReusePort(on bool) Option { return func(c *config) { c.reusePort = on } }
 
 // WithLoadBalancer chooses how the main loop assigns new connections to
 // loops: RoundRobin (the default), LeastConns or SourceHash. Ignored with
-// WithReusePort or a single loop.
+// WithReusePort or a single loop. A Client uses it to pick the loop of each
+// Client.Dial (RoundRobin or LeastConns; SourceHash is an error there).
 func WithLoadBalancer(lb LoadBalancer) Option { return func(c *config) { c.balancer = lb } }
 
-// WithTCPNoDelay sets TCP_NODELAY on accepted connections (Nagle's algorithm
-// off). Default: true, as in Go's net package; a server that flushes once per
+// WithTCPNoDelay sets TCP_NODELAY on accepted and dialled TCP connections
+// (Nagle's algorithm off). Default: true, as in Go's net package; a server that flushes once per
 // loop iteration already coalesces small writes.
 func WithTCPNoDelay(on bool) Option { return func(c *config) { c.noDelay = on } }
 
 // WithKeepAlive sets the TCP keep-alive idle time and probe interval of
-// accepted connections, in whole seconds up to 32767 (9h06m07s, Linux's
+// accepted and dialled TCP connections, in whole seconds up to 32767 (9h06m07s, Linux's
 // limit); 0 disables keep-alive. Default: 15s, as in Go's net package. It
 // costs the kernel a timer per connection, not the loop.
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
@@ -172,8 +229,10 @@ func WithHighWaterMark(n int) Option { return func(c *config) { c.highWaterMark 
 func WithMaxInputSize(n int) Option { return func(c *config) { c.maxInputSize = n } }
 
 // WithMaxConns limits open connections: beyond n, new connections are
-// accepted and closed at once. 0 means no limit beyond the process's
-// descriptor limit. Default: 0.
+// accepted and closed at once. Connections the server dials (EventLoop.Dial)
+// count as open but are never refused. 0 means no limit beyond the
+// process's descriptor limit. Default: 0. A server option: NewClient
+// rejects it.
 func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
 
 // WithIdleTimeout closes connections that see no bytes in either direction
@@ -204,6 +263,15 @@ func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.write
 // clients do, ends the linger in one round trip.
 func WithLingerTimeout(d time.Duration) Option { return func(c *config) { c.lingerTimeout = d } }
 
+// WithDialTimeout bounds every dial made by Client.Dial and EventLoop.Dial
+// (unless the dial sets its own, DialTimeout): from the call until the
+// connection is open, name resolution included. A dial that takes longer
+// fails with an error wrapping ErrDialTimeout, and its socket is closed. It
+// runs on the loop's clock (virtual time over a Sim). 0 means no timeout of
+// ours: a TCP connect then ends when the kernel gives up (about two
+// minutes of SYN retries on Linux). Default: 30s.
+func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
 // WithLockOSThread locks each event loop's goroutine to its OS thread, for
 // CPU pinning or thread-local tuning. Default: false.
 func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread = on } }
@@ -218,14 +286,15 @@ func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread 
 func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on } }
 
 // WithBacklog sets the listen(2) backlog. 0 (the default) uses the system's
-// maximum (net.core.somaxconn).
+// maximum (net.core.somaxconn). A server option: NewClient rejects it.
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 
 // WithListener makes the server serve ln's listening socket instead of
 // binding one: a socket opened by another process and inherited, as under
 // systemd's socket activation (see SystemdListeners) or when a server hands
-// its listener to the process replacing it, so that no connection is
-// refused during a restart. Pass "" as NewServer's address.
+// its listener to the process replacing it (see Server.ListenerFiles), so
+// that no connection is refused during a restart. Pass "" as NewServer's
+// address.
 //
 // ln must be a *net.TCPListener or a *net.UnixListener (any net.Listener
 // implementing syscall.Conn over a listening TCP or Unix stream socket).
@@ -233,29 +302,36 @@ func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 // duplicate; ln stays the caller's, who may close it at once: the socket
 // lives on until the server closes its own descriptor too. The two share
 // the socket's non-blocking flag, which NewServer sets (Go's listeners are
-// non-blocking already): do not switch ln back to blocking mode (as
-// (*os.File).Fd does) while the server runs. A Unix socket file that ln
-// listens on is not removed by Shutdown or Close, since this server did not
-// create it. Addr reports the socket's address. TCP options (WithTCPNoDelay,
-// WithKeepAlive) apply to connections of an inherited TCP listener;
-// WithBacklog does not (listen(2) was called by whoever opened the socket).
-// WithReusePort cannot be combined with it: the inherited socket is one
-// listener, where SO_REUSEPORT needs one per loop. Default: nil, bind the
-// address given to NewServer.
+// non-blocking already): do not switch ln back to blocking mode while the
+// server runs. (*os.File).Fd does that to a file from (*net.TCPListener).File
+// or (*net.UnixListener).File, and so does exec.Cmd, which calls Fd on its
+// ExtraFiles; hand a served socket on with Server.ListenerFiles instead.) A
+// Unix socket file that ln listens on is not removed by Shutdown or Close,
+// since this server did not create it. Addr reports the socket's address.
+// TCP options (WithTCPNoDelay, WithKeepAlive) apply to connections of an
+// inherited TCP listener; WithBacklog does not (listen(2) was called by
+// whoever opened the socket). Default: nil, bind the address given to
+// NewServer.
 //
-// Handing a listener to a new process:
+// In the process taking over (descriptor 3 here, from exec.Cmd.ExtraFiles):
 //
-//	f, _ := ln.(*net.TCPListener).File() // a descriptor the child inherits
-//	cmd := exec.Command(exe, args...)
-//	cmd.ExtraFiles = []*os.File{f}       // descriptor 3 in the child
-//	cmd.Start()
-//
-//	// in the child:
 //	ln, err := net.FileListener(os.NewFile(3, "listener"))
 //	srv, err := reactor.NewServer("", h, reactor.WithListener(ln))
 //	ln.Close() // the server has its own descriptor
 func WithListener(ln net.Listener) Option {
-	return func(c *config) { c.listener = ln; c.listenerSet = true }
+	return func(c *config) { c.listeners = []net.Listener{ln}; c.listenersSet = true }
+}
+
+// WithListeners is WithListener for several listening sockets, which
+// requires WithReusePort: the server runs one event loop per listener (the
+// number of loops is len(lns), whatever WithLoops says), each accepting from
+// its own socket, as a server with WithReusePort does with the sockets it
+// binds. It serves the sockets that a server with WithReusePort hands over
+// (Server.ListenerFiles returns one per loop): all of them must be served,
+// since each SO_REUSEPORT socket has its own queue of connections, which
+// closing it would reset. Addr reports the first listener's address.
+func WithListeners(lns ...net.Listener) Option {
+	return func(c *config) { c.listeners = slices.Clone(lns); c.listenersSet = true }
 }
 
 // isNilListener reports whether ln is nil, or a nil pointer of the two
@@ -272,6 +348,7 @@ func isNilListener(ln net.Listener) bool {
 	return false
 }
 
-// WithLogger sets the logger for the server's own events (accept failures,
-// handler panics, descriptor exhaustion). Default: slog.Default().
+// WithLogger sets the logger for the server's or client's own events
+// (accept failures, handler panics, descriptor exhaustion, dial failures no
+// handler hears of). Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

@@ -29,7 +29,8 @@ import (
 
 // config is what the Options set.
 type config struct {
-	maxBody int64 // see WithMaxBodyBytes
+	maxBody int64            // see WithMaxBodyBytes
+	extra   []reactor.Option // see WithServerOptions
 }
 
 // Option configures NewServer or NewHandler.
@@ -42,6 +43,14 @@ type Option func(*config)
 // costs memory: a connection may hold a whole body of this size (in its
 // input for Content-Length, in a body buffer for chunked).
 func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
+
+// WithServerOptions adds reactor options to those NewServer passes to
+// reactor.NewServer (after them, so they win): an inherited listener
+// (reactor.WithListener) or WithReusePort, for a restart. NewHandler
+// ignores them.
+func WithServerOptions(opts ...reactor.Option) Option {
+	return func(c *config) { c.extra = append(c.extra, opts...) }
+}
 
 func newConfig(opts []Option) (config, error) {
 	c := config{maxBody: maxBodyBytes}
@@ -70,11 +79,12 @@ func NewServer(addr string, loops int, dispatcher string, log *slog.Logger, opts
 	default:
 		return nil, fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", dispatcher)
 	}
-	return reactor.NewServer(addr, newHandler(cfg), append(cfg.serverOptions(),
+	ropts := append(cfg.serverOptions(),
 		reactor.WithLoops(loops),
 		reactor.WithDispatcher(backend),
 		reactor.WithLogger(log),
-	)...)
+	)
+	return reactor.NewServer(addr, newHandler(cfg), append(ropts, cfg.extra...)...)
 }
 
 // serverOptions returns the reactor options the server needs for cfg.
