@@ -605,9 +605,8 @@ func (c *Conn) handleRead() {
 		// rather than with the rest at the end of the iteration: with many
 		// ready connections the output of all of them would otherwise pass
 		// through memory before the first write (measured: 1.24x the CPU per
-		// message of the C server at 4 KiB x 1000 connections). The flush
-		// also takes c off the flush list when the callback's Write put it
-		// there last (see unlistLocked).
+		// message of the C server at 4 KiB x 1000 connections). c stays on
+		// the flush list, where it costs a lock and finds nothing left.
 		c.flush(false)
 	case err == nil: // read returned 0: the peer shut down its write side
 		c.peerEOF()
@@ -686,16 +685,14 @@ func (c *Conn) peerEOF() {
 // Loop goroutine.
 //
 // listed says the caller took c off the loop's flush list (flushAll): only
-// then may sharedFlushQueued be cleared. Any other flush (after OnMessage,
-// for EventWrite) must leave it alone while c is still on the list:
-// clearing it would let the next Write push c a second time, overwriting
-// its link and losing every connection queued before it (found by the
-// simulation's property tests). Such a flush first tries to take c off the
-// list itself (unlistLocked), and then counts as listed.
+// then may sharedFlushQueued be cleared. A flush for EventWrite must leave
+// it alone, because c may still be on the list: clearing it would let the
+// next Write push c a second time, overwriting its link and losing every
+// connection queued before it (found by the simulation's property tests).
 func (c *Conn) flush(listed bool) {
 	l := c.loop
 	c.mu.Lock()
-	if listed || c.unlistLocked() {
+	if listed {
 		c.clearLocked(sharedFlushQueued)
 	}
 	if c.state != connOpen {
@@ -749,29 +746,6 @@ func (c *Conn) flush(listed bool) {
 		return
 	}
 	c.finishFlushed()
-}
-
-// unlistLocked takes c off its loop's flush list if c is the newest entry,
-// and reports whether it did. It is, nearly always, when flush runs right
-// after OnMessage: the callback's Write pushed c last. Taken off, c is not
-// visited again by flushAll at the end of the iteration, which with
-// thousands of connections would find it out of the cache for nothing
-// (measured in bench/RESULTS.md). Loop goroutine, c.mu held.
-//
-// Only the newest entry can be taken, with one compare-and-swap of the
-// list's head, and that is safe because the loop is the list's only
-// consumer: other goroutines only push (see EventLoop.queueFlush), so while
-// c is the head its link is the rest of the list, and a push racing with
-// the swap makes one of the two compare-and-swaps fail (a failed push
-// retries on the new head). c cannot be pushed again meanwhile: that takes
-// sharedFlushQueued clear, which is changed only with c.mu held.
-func (c *Conn) unlistLocked() bool {
-	l := c.loop
-	if l.flushHead.Load() != c || !l.flushHead.CompareAndSwap(c, c.nextFlush) {
-		return false
-	}
-	c.nextFlush = nil
-	return true
 }
 
 // writeUnlocked writes out, which is c.out, with c.mu released during the

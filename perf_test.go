@@ -2,13 +2,10 @@ package reactor
 
 import (
 	"context"
-	"log/slog"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
@@ -150,74 +147,4 @@ func BenchmarkTimerHeap(b *testing.B) {
 			h.pop()
 		}
 	}
-}
-
-// TestInlineFlushLeavesTheFlushList: the flush that follows OnMessage takes
-// the connection off its loop's flush list when the callback's Write put it
-// there last, so that flushAll does not visit it a second time (with
-// thousands of connections, a visit out of the cache for nothing). A Write
-// after that (here in OnWriteComplete) puts it back and is flushed. A
-// connection the callback did not write to last stays on the list, and
-// every byte still arrives.
-func TestInlineFlushLeavesTheFlushList(t *testing.T) {
-	s := NewSim(1)
-	var (
-		mu     sync.Mutex
-		conns  []*Conn // in OnOpen order
-		listed []bool  // at each OnWriteComplete: was the connection still on the flush list?
-		acked  = map[*Conn]bool{}
-	)
-	h := HandlerFuncs{
-		Open: func(c *Conn) {
-			mu.Lock()
-			defer mu.Unlock()
-			conns = append(conns, c)
-		},
-		Message: func(c *Conn, in *Buffer) {
-			msg := string(in.Next(in.Len()))
-			mu.Lock()
-			other := conns[0]
-			mu.Unlock()
-			_, _ = c.Write([]byte(msg))
-			if msg == "both" {
-				_, _ = other.Write([]byte("B")) // written last: other is the list's newest entry
-			}
-		},
-		WriteComplete: func(c *Conn) {
-			mu.Lock()
-			defer mu.Unlock()
-			listed = append(listed, c.has(sharedFlushQueued))
-			if !acked[c] {
-				acked[c] = true
-				_, _ = c.Write([]byte("!"))
-			}
-		},
-	}
-	srv, err := NewServer("127.0.0.1:80", h, WithDispatcher(s.Dispatcher), WithLoops(0),
-		WithLogger(slog.New(slog.DiscardHandler)))
-	require.NoError(t, err)
-	stop := s.Start(srv)
-	defer func() { assert.NoError(t, stop()) }()
-
-	b, err := s.Dial("127.0.0.1:80")
-	require.NoError(t, err)
-	_, _ = b.WriteString("ping")
-	s.RunUntilIdle()
-	assert.Equal(t, "ping!", string(b.ReadAll()), "the Write in OnWriteComplete is flushed too")
-	mu.Lock()
-	assert.Equal(t, []bool{false, false}, listed,
-		"off the list at the inline flush, and again at flushAll's flush of the acknowledgement")
-	listed = nil
-	mu.Unlock()
-
-	a, err := s.Dial("127.0.0.1:80")
-	require.NoError(t, err)
-	_, _ = a.WriteString("both")
-	s.RunUntilIdle()
-	assert.Equal(t, "both!", string(a.ReadAll()))
-	assert.Equal(t, "B", string(b.ReadAll()))
-	mu.Lock()
-	assert.Equal(t, []bool{true, false, false}, listed,
-		"a at the inline flush: still listed, behind b; then flushAll: a's acknowledgement, b's copy")
-	mu.Unlock()
 }
