@@ -321,7 +321,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	if c.out == nil {
-		c.out = getBuffer()
+		c.out = c.loop.outBuffer()
 	}
 	_, _ = c.out.Write(p) // pooled buffers have no limit: cannot fail
 	c.queueLocked()
@@ -708,7 +708,7 @@ func (c *Conn) flush(listed bool) {
 	if out := c.out; out != nil {
 		pending = out.Len()
 		if pending == 0 {
-			putBuffer(out)
+			l.recycleOut(out)
 			c.out = nil
 		}
 	}
