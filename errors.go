@@ -40,4 +40,8 @@ var (
 	// task or a timer): the stop has begun, but it cannot be waited for on
 	// the loop it has to stop. Serve returns once it is done.
 	ErrInLoop = errors.New("reactor: called on the server's own event loop: stop begun, not waited for")
+	// ErrTLSHandshakeTimeout ends a TLS handshake that was not done within
+	// WithTLSHandshakeTimeout. A server's connection that ends so never
+	// opened, so no callback sees it; it is counted in Stats.TLS.TimedOut.
+	ErrTLSHandshakeTimeout = errors.New("reactor: TLS handshake timeout")
 )

@@ -90,7 +90,10 @@ type EventLoop struct {
 	draining   bool // graceful shutdown: stop once conns reaches 0
 	tmo        loopTimeouts
 	hasAccept  bool // an acceptor is registered on this loop
-	waitSubs   int  // main loop: sub-loops still running, it outlives them when draining
+	// The TLS handshakes in progress, oldest first (see admitHandshake).
+	hsHead, hsTail *Conn
+	hsCount        int
+	waitSubs       int // main loop: sub-loops still running, it outlives them when draining
 
 	// Shared with other goroutines.
 	mu        sync.Mutex // guards tasks, incoming, timerIn and closedQ

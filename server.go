@@ -71,6 +71,9 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.validateServer(); err != nil {
+		return nil, err
+	}
 	s := &Server{group: group{cfg: cfg, handler: h, log: cfg.logger}, done: make(chan struct{})}
 	if err := s.build(addr); err != nil {
 		s.release()
@@ -418,6 +421,12 @@ func (l *EventLoop) stopHard() {
 // closes once its output is flushed. A connection already lingering has
 // nothing to add. Loop goroutine.
 func (c *Conn) drain() {
+	if c.state == connHandshake {
+		// Not open yet: nothing was written to it, and its OnOpen would
+		// only be followed by its close.
+		c.closeNow(ErrServerClosed)
+		return
+	}
 	if c.state != connOpen {
 		return
 	}
