@@ -50,7 +50,15 @@
 //  7. Nothing allocates per record on the write side once its pools are
 //     warm; on the read side readFromUntil allocates its atLeastReader
 //     (it escapes through bytes.Buffer.ReadFrom's io.Reader) each time it
-//     has to read, once per record or less: see the README's TLS section.
+//     has to read from the underlying conn. Reading until errWouldBlock
+//     would cost one such read more per event, so the layer frames the
+//     records itself (tlsLayer.frame) and stops calling Read when every
+//     whole record has been read: one allocation per read event is left,
+//     which crypto/tls does not let us avoid (see the README's TLS
+//     section).
+//  8. Read returns one record's data at most, all of it when given room
+//     for a whole record's plaintext (c.input holds one record): the
+//     framing's count depends on that (see decrypt).
 
 package reactor
 
@@ -68,9 +76,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// tlsReadSpace is the free space decrypt gives each tls.Conn.Read: a
-// record's plaintext is at most 16 KiB, and a larger one is read in turns.
-const tlsReadSpace = 4096
+// TLS record framing (RFC 8446, section 5.1; the same header since SSL 3):
+// a 5-byte header whose last two bytes are the length of what follows; a
+// record's plaintext is at most 16 KiB.
+const (
+	tlsRecordHeader = 5
+	tlsMaxPlaintext = 16 << 10
+)
 
 // tlsLayer is one connection's TLS state, behind its connExt. It is owned
 // by the connection's loop: crypto/tls runs only there, in the handshake's
@@ -98,6 +110,13 @@ type tlsLayer struct {
 
 	rin  []byte // raw input lent for one event: part of the loop's read buffer
 	rerr error  // returned by Read once rin is used up (io.EOF after the peer's FIN); nil: no more for now
+
+	// The framing of the peer's records (see frame): at least as many
+	// whole records have arrived and not been read as whole says.
+	whole    int
+	hdr      [tlsRecordHeader]byte
+	hdrHave  int // header bytes of the current record seen so far
+	bodyLeft int // body bytes of the current record still to come
 
 	raw    *Buffer // records not yet taken by the kernel; nil while there are none
 	rawLen int     // raw's length after the last flush; guarded by Conn.mu, for Buffered
@@ -174,6 +193,32 @@ func (t *tlsLayer) RemoteAddr() net.Addr { return t.c.RemoteAddr() }
 func (t *tlsLayer) SetDeadline(time.Time) error      { return nil }
 func (t *tlsLayer) SetReadDeadline(time.Time) error  { return nil }
 func (t *tlsLayer) SetWriteDeadline(time.Time) error { return nil }
+
+// frame follows the record framing of p, the peer's next bytes, counting
+// the records they complete in whole. It only reads the lengths: a record
+// that crypto/tls finds bad fails there.
+func (t *tlsLayer) frame(p []byte) {
+	for len(p) > 0 {
+		if t.bodyLeft > 0 {
+			k := min(len(p), t.bodyLeft)
+			t.bodyLeft -= k
+			p = p[k:]
+			if t.bodyLeft == 0 {
+				t.whole++
+			}
+			continue
+		}
+		k := copy(t.hdr[t.hdrHave:], p)
+		t.hdrHave += k
+		p = p[k:]
+		if t.hdrHave == tlsRecordHeader {
+			t.hdrHave = 0
+			if t.bodyLeft = int(t.hdr[3])<<8 | int(t.hdr[4]); t.bodyLeft == 0 {
+				t.whole++
+			}
+		}
+	}
+}
 
 // handshake is the coroutine's body.
 func (t *tlsLayer) handshake(yield func(struct{}) bool) {
@@ -306,6 +351,7 @@ func (c *Conn) handshakeEvent(ev Events) {
 	case n > 0:
 		l.bytesRead(n)
 		t.rin = l.readBuf[:n]
+		t.frame(t.rin)
 	case err == nil:
 		t.rerr = io.EOF // the peer's FIN: the handshake fails with it
 	case err == unix.EAGAIN || err == unix.EINTR:
@@ -384,7 +430,8 @@ func (c *Conn) handshakeFlush() {
 
 // handshaken opens a connection whose handshake has succeeded: OnOpen
 // runs, then the application data that came with the peer's last flight
-// is delivered, and what the handshake and OnOpen wrote is flushed.
+// is delivered, and what the handshake, OnOpen and OnMessage wrote is
+// flushed.
 func (c *Conn) handshaken() {
 	l := c.loop
 	t := c.x.tls
@@ -405,11 +452,12 @@ func (c *Conn) handshaken() {
 	if c.state != connOpen {
 		return
 	}
-	if len(t.rin) > 0 || t.rerr != nil {
-		c.decrypt(t)
-		return
-	}
-	c.flush(false)
+	// Always: crypto/tls may have read the peer's first records along
+	// with its last handshake message, into its own buffer, where no
+	// readiness would ever report them. (The framing counted the
+	// handshake's records too: whole is at least 1, and decrypt reads
+	// until crypto/tls says it has nothing whole left.)
+	c.decrypt(t)
 }
 
 // readTLS is handleRead over TLS: one read, as on a plain connection, and
@@ -422,6 +470,7 @@ func (c *Conn) readTLS(t *tlsLayer) {
 		l.bytesRead(n)
 		c.touch(false)
 		t.rin = l.readBuf[:n]
+		t.frame(t.rin)
 	case err == nil:
 		// The peer's FIN: crypto/tls tells an end at a record boundary
 		// (io.EOF, an orderly end, as popular sites close without
@@ -442,6 +491,13 @@ func (c *Conn) readTLS(t *tlsLayer) {
 // crypto/tls wrote, a KeyUpdate's answer), the peer's close_notify or FIN
 // (as a plain connection's EOF), or a failure. WithMaxInputSize applies to
 // the plaintext the handler leaves.
+//
+// It calls Read while the framing says a whole record may be unread, each
+// time with room for a whole record's plaintext, so that each Read that
+// returns data has read at least one record (fact 8 above): whole then
+// never falls below the records really unread, only above them (records
+// crypto/tls reads without returning data: a KeyUpdate, an empty record),
+// which costs a Read that finds nothing and puts whole right.
 func (c *Conn) decrypt(t *tlsLayer) {
 	l := c.loop
 	in := c.in
@@ -452,8 +508,18 @@ func (c *Conn) decrypt(t *tlsLayer) {
 	in.SetLimit(0) // whatever the handler set; the server's limit is applied below
 	before := in.Len()
 	var err error
-	for err == nil {
-		err = in.readFrom(t.conn, tlsReadSpace)
+	for err == nil && (t.whole > 0 || t.rerr != nil) {
+		var m int
+		m, err = in.readFrom(t.conn, tlsMaxPlaintext)
+		if m > 0 && t.whole > 0 {
+			t.whole--
+		}
+	}
+	switch err {
+	case nil:
+		err = errWouldBlock // every whole record read
+	case errWouldBlock:
+		t.whole = 0 // crypto/tls holds no whole record
 	}
 	t.rin = nil
 	if in.Len() > before {
