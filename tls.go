@@ -492,8 +492,10 @@ func (c *Conn) readTLS(t *tlsLayer) {
 // (as a plain connection's EOF), or a failure. WithMaxInputSize applies to
 // the plaintext the handler leaves.
 //
-// It calls Read while the framing says a whole record may be unread, each
-// time with room for a whole record's plaintext, so that each Read that
+// It calls Read while bytes of t.rin are left for crypto/tls to take (a
+// partial record waits in its buffer for the rest) or the framing says a
+// whole record may be unread, each time with room for a whole record's
+// plaintext, so that each Read that
 // returns data has read at least one record (fact 8 above): whole then
 // never falls below the records really unread, only above them (records
 // crypto/tls reads without returning data: a KeyUpdate, an empty record),
@@ -508,7 +510,7 @@ func (c *Conn) decrypt(t *tlsLayer) {
 	in.SetLimit(0) // whatever the handler set; the server's limit is applied below
 	before := in.Len()
 	var err error
-	for err == nil && (t.whole > 0 || t.rerr != nil) {
+	for err == nil && (t.whole > 0 || len(t.rin) > 0 || t.rerr != nil) {
 		var m int
 		m, err = in.readFrom(t.conn, tlsMaxPlaintext)
 		if m > 0 && t.whole > 0 {
