@@ -1,15 +1,27 @@
 package reactor
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpreactor/reactor/internal/selfsigned"
 )
@@ -70,4 +82,433 @@ func TestTLSEchoSmoke(t *testing.T) {
 	_, err = io.ReadFull(c, buf)
 	require.NoError(t, err)
 	assert.Equal(t, "hello", string(buf))
+}
+
+// TestTLSConcurrentClients: 200 connections at once, TLS 1.2 and 1.3,
+// each echoing a random payload of up to 1 MiB written and read
+// concurrently, compared by SHA-256.
+func TestTLSConcurrentClients(t *testing.T) {
+	const conns = 200
+	srv := startTLSEcho(t, nil, WithLoops(2))
+	maxSize := 1 << 20
+	errc := make(chan error, conns)
+	for i := range conns {
+		go func() { errc <- tlsEchoOnce(srv.Addr(), i, maxSize) }()
+	}
+	for range conns {
+		assert.NoError(t, <-errc)
+	}
+	st := srv.Stats()
+	assert.Equal(t, int64(conns), st.TLS.Handshakes)
+	assert.Zero(t, st.TLS.Failed)
+}
+
+// tlsEchoOnce dials with TLS 1.2 (even i) or 1.3 (odd i), writes a random
+// payload of up to maxSize bytes while reading the echo, and compares
+// digests. It reports instead of failing: it runs on its own goroutine.
+func tlsEchoOnce(addr net.Addr, i, maxSize int) error {
+	cfg := clientTLSConfig()
+	cfg.MaxVersion = tls.VersionTLS12 + uint16(i%2)
+	d := &net.Dialer{Timeout: 20 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr.String(), cfg)
+	if err != nil {
+		return fmt.Errorf("conn %d: %w", i, err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(60 * time.Second)); err != nil {
+		return err
+	}
+	rnd := rand.New(rand.NewPCG(uint64(i), 3))
+	size := 1 + rnd.IntN(maxSize)
+	if i%20 == 0 {
+		size = maxSize
+	}
+	payload := make([]byte, size)
+	for j := range payload {
+		payload[j] = byte(rnd.Uint32())
+	}
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		werr <- err
+	}()
+	h := sha256.New()
+	if _, err := io.CopyN(h, c, int64(size)); err != nil {
+		return fmt.Errorf("conn %d: read: %w", i, err)
+	}
+	if err := <-werr; err != nil {
+		return fmt.Errorf("conn %d: write: %w", i, err)
+	}
+	if want := sha256.Sum256(payload); !bytes.Equal(h.Sum(nil), want[:]) {
+		return fmt.Errorf("conn %d: %d bytes echoed differ", i, size)
+	}
+	if v := c.ConnectionState().Version; v != cfg.MaxVersion {
+		return fmt.Errorf("conn %d: version %x, want %x", i, v, cfg.MaxVersion)
+	}
+	return nil
+}
+
+// TestTLSFeatures: what crypto/tls offers works through the loop, in both
+// versions: ALPN, SNI with GetCertificate, client certificates required
+// and verified, session resumption; Conn.TLS shows each.
+func TestTLSFeatures(t *testing.T) {
+	clientCert, err := selfsigned.New("client.example")
+	require.NoError(t, err)
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			states := make(chan *tls.ConnectionState, 8)
+			var (
+				mu  sync.Mutex // guards sni: GetCertificate runs on the loop
+				sni []string
+			)
+			cfg := &tls.Config{
+				GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+					mu.Lock()
+					sni = append(sni, hello.ServerName)
+					mu.Unlock()
+					return &testCert, nil
+				},
+				NextProtos: []string{"h2", "x-echo"},
+				ClientAuth: tls.RequireAndVerifyClientCert,
+				ClientCAs:  selfsigned.Pool(clientCert),
+				MaxVersion: version,
+			}
+			h := HandlerFuncs{
+				Open:    func(c *Conn) { states <- c.TLS() },
+				Message: func(c *Conn, in *Buffer) { _, _ = c.Write(in.Next(in.Len())) },
+			}
+			failed := make(chan struct{}, 1)
+			log := slog.New(&signalLog{msg: "reactor: TLS handshake failed", ch: failed})
+			srv := startTLSEcho(t, h, WithTLS(cfg), WithLogger(log))
+			ccfg := clientTLSConfig()
+			ccfg.ServerName = "localhost"
+			ccfg.NextProtos = []string{"x-echo"}
+			ccfg.Certificates = []tls.Certificate{clientCert}
+			ccfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+			for round := range 2 {
+				c := dialTLS(t, srv.Addr(), ccfg)
+				echoLoopback(t, c, "hi")
+				st := <-states
+				require.NotNil(t, st)
+				assert.True(t, st.HandshakeComplete)
+				assert.Equal(t, version, st.Version)
+				assert.Equal(t, "x-echo", st.NegotiatedProtocol)
+				assert.Equal(t, "localhost", st.ServerName)
+				require.Len(t, st.PeerCertificates, 1)
+				assert.True(t, st.PeerCertificates[0].Equal(clientCert.Leaf), "the client's certificate")
+				assert.Equal(t, round == 1, st.DidResume, "round %d resumes", round)
+				assert.Equal(t, round == 1, c.ConnectionState().DidResume)
+				require.NoError(t, c.Close())
+			}
+			mu.Lock()
+			require.NotEmpty(t, sni)
+			assert.Equal(t, "localhost", sni[0], "SNI reaches GetCertificate")
+			mu.Unlock()
+
+			// Without a client certificate the handshake fails: no OnOpen.
+			nocert := clientTLSConfig()
+			c, err := tls.Dial("tcp", srv.Addr().String(), nocert)
+			if err == nil {
+				// TLS 1.3: the client learns of it at its first read.
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, err = c.Write([]byte("x"))
+				if err == nil {
+					_, err = c.Read(make([]byte, 1))
+				}
+				_ = c.Close()
+			}
+			assert.Error(t, err, "a client certificate is required")
+			<-failed
+			st := srv.Stats()
+			assert.Equal(t, int64(2), st.TLS.Handshakes)
+			assert.Equal(t, int64(1), st.TLS.Resumed)
+			assert.Empty(t, states, "no OnOpen for the failed handshake")
+		})
+	}
+}
+
+// echoLoopback writes msg on c and reads it back.
+func echoLoopback(t *testing.T, c *tls.Conn, msg string) {
+	t.Helper()
+	_, err := c.Write([]byte(msg))
+	require.NoError(t, err)
+	buf := make([]byte, len(msg))
+	_, err = io.ReadFull(c, buf)
+	require.NoError(t, err)
+	assert.Equal(t, msg, string(buf))
+}
+
+// signalLog is a slog.Handler that sends on ch, without blocking, each
+// time a record with message msg is logged (at any level): a test waits
+// on it for an event that only the log tells of.
+type signalLog struct {
+	msg string
+	ch  chan struct{}
+}
+
+func (h *signalLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *signalLog) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *signalLog) WithGroup(string) slog.Handler            { return h }
+func (h *signalLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		select {
+		case h.ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// TestTLSHandshakeFlood: 2 000 connections send half a ClientHello and
+// stop. Each ends without OnOpen; at most WithTLSMaxHandshakes per loop
+// hold a handshake (the older ones are evicted), so memory and the
+// handshakes' goroutines stay bounded; a real client is served during the
+// flood; when the flood's clients go, nothing is left.
+func TestTLSHandshakeFlood(t *testing.T) {
+	const flood, perLoop, loops = 2000, 256, 2
+	failed := make(chan struct{}, flood+10)
+	log := slog.New(&signalLog{msg: "reactor: TLS handshake failed", ch: failed})
+	var opens atomic.Int64
+	h := HandlerFuncs{
+		Open:    func(*Conn) { opens.Add(1) },
+		Message: func(c *Conn, in *Buffer) { _, _ = c.Write(in.Next(in.Len())) },
+	}
+	srv := startTLSEcho(t, h, WithLoops(loops), WithTLSMaxHandshakes(perLoop), WithLogger(log))
+	hello := clientHello(t)
+	goroutines := runtime.NumGoroutine()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	conns := make([]net.Conn, 0, flood)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range flood {
+		c, err := net.DialTimeout("tcp", srv.Addr().String(), 10*time.Second)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		_, err = c.Write(hello[:len(hello)/2])
+		require.NoError(t, err)
+	}
+	// Round-robin gives each loop flood/loops connections, of which all
+	// but the last perLoop are evicted: wait for those failures.
+	evicted := flood - loops*perLoop
+	for range evicted {
+		<-failed
+	}
+	syncLoops(t, srv) // the last eviction is logged before its newcomer is admitted
+	st := srv.Stats()
+	assert.Equal(t, int64(loops*perLoop), st.TLS.InProgress)
+	assert.Equal(t, int64(evicted), st.TLS.Evicted)
+	assert.Zero(t, opens.Load())
+	assert.LessOrEqual(t, runtime.NumGoroutine()-goroutines, loops*perLoop+5, "one coroutine per handshake in progress, no more")
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	grown := int64(during.HeapInuse+during.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	t.Logf("memory held by %d handshakes in progress (%d evicted): %d KiB, %.1f KiB each",
+		loops*perLoop, evicted, grown>>10, float64(grown)/1024/float64(loops*perLoop))
+	assert.Less(t, grown, int64(loops*perLoop*48<<10), "bounded by the handshakes in progress")
+
+	// A real client gets through (evicting one more).
+	c := dialTLS(t, srv.Addr(), clientTLSConfig())
+	echoLoopback(t, c, "served during the flood")
+	assert.Equal(t, int64(1), opens.Load())
+
+	// The flood's clients go: every handshake ends, nothing is left.
+	for _, c := range conns {
+		require.NoError(t, c.Close())
+	}
+	conns = nil
+	for range loops * perLoop { // the one the real client evicted, and the rest as their clients go
+		<-failed
+	}
+	syncLoops(t, srv)
+	st = srv.Stats()
+	assert.Zero(t, st.TLS.InProgress)
+	assert.Equal(t, int64(flood), st.TLS.Failed)
+	assert.Equal(t, int64(1), st.TLS.Handshakes)
+}
+
+// TestTLSWritesFromGoroutines: Write and Close from goroutines other than
+// the loop, over TLS: each goroutine's bytes arrive in order, all of them
+// before the close_notify.
+func TestTLSWritesFromGoroutines(t *testing.T) {
+	const writers, chunks = 4, 500
+	done := make(chan struct{})
+	h := HandlerFuncs{Open: func(c *Conn) {
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range chunks {
+					_, _ = fmt.Fprintf(c, "%d:%d\n", w, i)
+				}
+			}()
+		}
+		go func() {
+			wg.Wait()
+			_ = c.Close()
+			close(done)
+		}()
+	}}
+	srv := startTLSEcho(t, h)
+	c := dialTLS(t, srv.Addr(), clientTLSConfig())
+	data, err := io.ReadAll(c) // io.ReadAll stops at io.EOF: the close_notify
+	require.NoError(t, err)
+	<-done
+	next := make([]int, writers)
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		var w, i int
+		_, err := fmt.Sscanf(line, "%d:%d", &w, &i)
+		require.NoError(t, err, "line %q", line)
+		require.Equal(t, next[w], i, "writer %d out of order", w)
+		next[w]++
+	}
+	assert.Equal(t, []int{chunks, chunks, chunks, chunks}, next, "every byte before the close_notify")
+}
+
+// TestTLSDialledConnection runs the client's side of the handshake on a
+// connection the loop did not accept, as a Client's dial hands it over
+// (openDialled): ServerName comes from the address dialled, OnOpen
+// follows the handshake, done is told; a server it cannot verify fails
+// the handshake with no OnOpen and no OnClose.
+func TestTLSDialledConnection(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			defer ln.Close()
+			cert := testCert
+			if !trusted {
+				cert, err = selfsigned.New("127.0.0.1")
+				require.NoError(t, err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- serveTLSOnce(ln, cert) }()
+
+			opened := make(chan *tls.ConnectionState, 1)
+			closed := make(chan error, 1)
+			got := make(chan string, 1)
+			h := HandlerFuncs{
+				Open: func(c *Conn) {
+					opened <- c.TLS()
+					_, _ = c.Write([]byte("hello from the dialler"))
+				},
+				Message: func(c *Conn, in *Buffer) {
+					got <- string(in.Next(in.Len()))
+					_ = c.Close()
+				},
+				Close: func(c *Conn, err error) { closed <- err },
+			}
+			cfg := clientTLSConfig()
+			cfg.ServerName = "" // taken from the address
+			cfg.NextProtos = []string{"x-test"}
+			cfg.Certificates = []tls.Certificate{testCert}
+			srv, err := NewServer("127.0.0.1:0", h, WithLoops(1), WithTLS(cfg), WithLogger(slog.New(slog.DiscardHandler)))
+			require.NoError(t, err)
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve() }()
+			defer func() {
+				require.NoError(t, srv.Shutdown(context.Background()))
+				require.ErrorIs(t, <-errc, ErrServerClosed)
+			}()
+
+			fd, peer := connectRaw(t, ln.Addr().(*net.TCPAddr))
+			type result struct {
+				c   *Conn
+				err error
+			}
+			res := make(chan result, 1)
+			l := srv.loops[0]
+			require.NoError(t, l.Submit(func() {
+				// What the dialer does once its connect has completed.
+				c := newConn(l, fd, peer, h)
+				if err := l.d.Add(fd, EventRead); err != nil {
+					res <- result{nil, err}
+					return
+				}
+				c.ch.interest = EventRead
+				l.numConns.Add(1)
+				srv.stats.open.Add(1)
+				c.openDialled(ln.Addr().String(), func(c *Conn, err error) { res <- result{c, err} })
+			}))
+			r := <-res
+			if !trusted {
+				var uerr x509.UnknownAuthorityError
+				assert.ErrorAs(t, r.err, &uerr)
+				assert.Nil(t, r.c)
+				assert.Error(t, <-served, "the server sees the client's alert")
+				assert.Empty(t, opened)
+				assert.Empty(t, closed)
+				assert.Equal(t, int64(1), srv.Stats().TLS.Failed)
+				return
+			}
+			require.NoError(t, r.err)
+			require.NotNil(t, r.c)
+			st := <-opened
+			require.NotNil(t, st)
+			// Verified against the address's IP: crypto/tls refuses a
+			// client config with neither ServerName nor
+			// InsecureSkipVerify (and sends no SNI for an IP).
+			assert.Len(t, st.VerifiedChains, 1)
+			assert.Equal(t, "x-test", st.NegotiatedProtocol)
+			assert.Equal(t, "echo: hello from the dialler", <-got)
+			assert.NoError(t, <-closed)
+			assert.NoError(t, <-served)
+		})
+	}
+}
+
+// serveTLSOnce accepts one connection on ln with Go's crypto/tls server,
+// echoes the first message back prefixed with "echo: ", and waits for the
+// peer's close_notify.
+func serveTLSOnce(ln net.Listener, cert tls.Certificate) error {
+	raw, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	c := tls.Server(raw, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"x-test"}})
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(20 * time.Second)); err != nil {
+		return err
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Write(append([]byte("echo: "), buf[:n]...)); err != nil {
+		return err
+	}
+	if _, err := c.Read(buf); err != io.EOF {
+		return fmt.Errorf("want the close_notify (io.EOF), got %v", err)
+	}
+	return nil
+}
+
+// connectRaw connects a non-blocking socket to addr, as a dialer leaves
+// it, and returns its descriptor and the peer's address.
+func connectRaw(t *testing.T, addr *net.TCPAddr) (int, netip.AddrPort) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	sa := &unix.SockaddrInet4{Port: addr.Port}
+	copy(sa.Addr[:], addr.IP.To4())
+	require.NoError(t, unix.Connect(fd, sa))
+	require.NoError(t, unix.SetNonblock(fd, true))
+	return fd, addr.AddrPort()
+}
+
+// syncLoops waits until every loop of srv has finished what it was doing
+// when called: a task queued on each runs after the current event.
+func syncLoops(t *testing.T, srv *Server) {
+	for _, l := range srv.allLoops {
+		done := make(chan struct{})
+		require.NoError(t, l.Submit(func() { close(done) }))
+		<-done
+	}
 }
