@@ -2,8 +2,11 @@
 // comes back to it.
 //
 //	go run ./examples/echo -addr 127.0.0.1:9000 -loops 2 -dispatcher epoll
+//	go run ./examples/echo -tls                          # TLS, self-signed certificate
+//	go run ./examples/echo -tls -cert cert.pem -key key.pem
 //
-// Talk to it with any TCP client, for example `nc 127.0.0.1 9000`. It stops
+// Talk to it with any TCP client, for example `nc 127.0.0.1 9000`, or,
+// with -tls, `openssl s_client -connect 127.0.0.1:9000`. It stops
 // gracefully on SIGINT or SIGTERM: output already written is flushed first,
 // within -shutdown-timeout; a second signal stops it at once. It exits 0
 // only after a graceful stop, and 1 when the shutdown had to close
@@ -22,6 +25,7 @@ import (
 
 	"github.com/tcpreactor/reactor"
 	"github.com/tcpreactor/reactor/examples/internal/graceful"
+	"github.com/tcpreactor/reactor/examples/internal/tlsflag"
 )
 
 // options are the command's flags.
@@ -32,6 +36,7 @@ type options struct {
 	reusePort  bool
 	quiet      bool
 	timeout    time.Duration // for the graceful shutdown
+	tls        tlsflag.Flags
 }
 
 func main() {
@@ -42,6 +47,7 @@ func main() {
 	flag.BoolVar(&o.reusePort, "reuseport", false, "one SO_REUSEPORT listener per loop")
 	flag.BoolVar(&o.quiet, "quiet", false, "log nothing per connection")
 	flag.DurationVar(&o.timeout, "shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
+	o.tls.Register(flag.CommandLine)
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -77,16 +83,22 @@ func run(o options, stop <-chan os.Signal, log *slog.Logger) error {
 		h.Close = func(c *reactor.Conn, err error) { log.Info("close", "peer", c.RemoteAddr(), "err", err) }
 	}
 
+	tlsConfig, selfSigned, err := o.tls.Config()
+	if err != nil {
+		return err
+	}
 	srv, err := reactor.NewServer(o.addr, h,
 		reactor.WithLoops(o.loops),
 		reactor.WithDispatcher(backend),
 		reactor.WithReusePort(o.reusePort),
+		reactor.WithTLS(tlsConfig),
 		reactor.WithLogger(log),
 	)
 	if err != nil {
 		return err
 	}
-	log.Info("echo server listening", "addr", srv.Addr(), "loops", o.loops, "dispatcher", o.dispatcher, "reuseport", o.reusePort)
+	log.Info("echo server listening", "addr", srv.Addr(), "loops", o.loops, "dispatcher", o.dispatcher, "reuseport", o.reusePort,
+		"tls", o.tls.On, "self-signed", selfSigned)
 	if err := graceful.Run(srv, stop, o.timeout, log); err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@
 //
 //	go run ./examples/http -addr 127.0.0.1:8080
 //	curl -i http://127.0.0.1:8080/
+//	go run ./examples/http -tls                          # HTTPS, self-signed: curl -k https://...
+//	go run ./examples/http -tls -cert cert.pem -key key.pem
 //	curl -H 'Transfer-Encoding: chunked' --data-binary @file http://127.0.0.1:8080/echo
 //
 // It parses the request line and headers properly, reads Content-Length
@@ -28,6 +30,7 @@ import (
 
 	"github.com/tcpreactor/reactor/examples/http/httpd"
 	"github.com/tcpreactor/reactor/examples/internal/graceful"
+	"github.com/tcpreactor/reactor/examples/internal/tlsflag"
 )
 
 func main() {
@@ -36,18 +39,25 @@ func main() {
 	dispatcher := flag.String("dispatcher", "epoll", "readiness backend: epoll or poll")
 	maxBody := flag.Int64("max-body", 1<<20, "largest request body accepted, in bytes (1 to 1 GiB)")
 	timeout := flag.Duration("shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
+	var tlsFlags tlsflag.Flags
+	tlsFlags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	// Buffered for two: the second signal closes hard during the shutdown.
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
 
-	srv, err := httpd.NewServer(*addr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody))
+	tlsConfig, selfSigned, err := tlsFlags.Config("http/1.1")
 	if err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
-	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops)
+	srv, err := httpd.NewServer(*addr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody), httpd.WithTLS(tlsConfig))
+	if err != nil {
+		log.Error("http", "err", err)
+		os.Exit(1)
+	}
+	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops, "tls", tlsFlags.On, "self-signed", selfSigned)
 	if err := graceful.Run(srv, stop, *timeout, log); err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)

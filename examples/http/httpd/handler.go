@@ -18,6 +18,7 @@
 package httpd
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,8 @@ import (
 
 // config is what the Options set.
 type config struct {
-	maxBody int64 // see WithMaxBodyBytes
+	maxBody int64       // see WithMaxBodyBytes
+	tls     *tls.Config // see WithTLS
 }
 
 // Option configures NewServer or NewHandler.
@@ -42,6 +44,10 @@ type Option func(*config)
 // costs memory: a connection may hold a whole body of this size (in its
 // input for Content-Length, in a body buffer for chunked).
 func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
+
+// WithTLS serves HTTPS with cfg (see reactor.WithTLS); nil serves plain
+// HTTP, the default. The handler sees the same bytes either way.
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
 
 func newConfig(opts []Option) (config, error) {
 	c := config{maxBody: maxBodyBytes}
@@ -85,6 +91,7 @@ func (c config) serverOptions() []reactor.Option {
 		// is consumed as it arrives and holds at most a line.)
 		reactor.WithMaxInputSize(maxHeaderBytes + int(c.maxBody) + 64<<10),
 		reactor.WithIdleTimeout(2 * time.Minute),
+		reactor.WithTLS(c.tls),
 	}
 }
 
