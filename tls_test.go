@@ -45,22 +45,10 @@ func clientTLSConfig() *tls.Config {
 	return &tls.Config{RootCAs: selfsigned.Pool(testCert), ServerName: "127.0.0.1"}
 }
 
-// startTLSEcho runs an echo server with WithTLS on loopback.
+// startTLSEcho runs h (nil: an echo handler) with WithTLS on loopback.
 func startTLSEcho(tb testing.TB, h Handler, opts ...Option) *Server {
 	tb.Helper()
-	if h == nil {
-		h = HandlerFuncs{Message: func(c *Conn, in *Buffer) { _, _ = c.Write(in.Next(in.Len())) }}
-	}
-	opts = append([]Option{WithLoops(1), WithTLS(serverTLSConfig())}, opts...)
-	srv, err := NewServer("127.0.0.1:0", h, opts...)
-	require.NoError(tb, err)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve() }()
-	tb.Cleanup(func() {
-		require.NoError(tb, srv.Shutdown(context.Background()))
-		require.ErrorIs(tb, <-errc, ErrServerClosed)
-	})
-	return srv
+	return startServing(tb, h, append([]Option{WithTLS(serverTLSConfig())}, opts...)...)
 }
 
 func dialTLS(tb testing.TB, addr net.Addr, cfg *tls.Config) *tls.Conn {

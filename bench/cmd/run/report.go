@@ -127,7 +127,7 @@ func tables(res *results) string {
 	}
 	b.WriteString("\n")
 	b.WriteString("Figures are medians over the rounds; min–max is the run-to-run spread; " +
-		"×gnet is the median divided by gnet's (gnet-http's for HTTP); for TLS, ×gonet-tls by Go net + crypto/tls's, "+
+		"×gnet is the median divided by gnet's (gnet-http's for HTTP); for TLS, ×gonet-tls by Go net + crypto/tls's, " +
 		"×fasthttp-https by fasthttp's over crypto/tls. " +
 		"CPU columns are percent of one core over the measured window; bg is everything else the machine ran meanwhile " +
 		"(other processes, interrupts, hypervisor steal): a high bg means a noisy run.\n\n")

@@ -19,6 +19,7 @@ import (
 	"github.com/lesismal/nbio"
 	ntls "github.com/lesismal/nbio/extension/tls"
 
+	"github.com/tcpreactor/reactor/bench/internal/peer"
 	"github.com/tcpreactor/reactor/internal/selfsigned"
 )
 
@@ -31,11 +32,7 @@ func main() {
 	if *loops < 1 {
 		log.Fatalf("-loops must be at least 1, got %d", *loops)
 	}
-	c, err := selfsigned.New("127.0.0.1")
-	if err != nil {
-		log.Fatal(err)
-	}
-	certPEM, keyPEM, err := selfsigned.PEM(c)
+	certPEM, keyPEM, err := selfsigned.PEM(peer.Cert())
 	if err != nil {
 		log.Fatal(err)
 	}

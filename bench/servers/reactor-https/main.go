@@ -5,25 +5,19 @@
 package main
 
 import (
-	"crypto/tls"
 	"flag"
 	"log"
 	"log/slog"
 
+	"github.com/tcpreactor/reactor/bench/internal/peer"
 	"github.com/tcpreactor/reactor/examples/http/httpd"
-	"github.com/tcpreactor/reactor/internal/selfsigned"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
 	loops := flag.Int("loops", 1, "event loops serving connections (0: one loop accepts and serves)")
 	flag.Parse()
-	cert, err := selfsigned.New("127.0.0.1")
-	if err != nil {
-		log.Fatal(err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
-	srv, err := httpd.NewServer(*addr, *loops, "epoll", slog.New(slog.DiscardHandler), httpd.WithTLS(cfg))
+	srv, err := httpd.NewServer(*addr, *loops, "epoll", slog.New(slog.DiscardHandler), httpd.WithTLS(peer.TLSConfig("http/1.1")))
 	if err != nil {
 		log.Fatal(err)
 	}

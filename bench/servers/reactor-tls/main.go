@@ -5,30 +5,25 @@
 package main
 
 import (
-	"crypto/tls"
 	"flag"
 	"log"
 	"log/slog"
 
 	"github.com/tcpreactor/reactor"
-	"github.com/tcpreactor/reactor/internal/selfsigned"
+	"github.com/tcpreactor/reactor/bench/internal/peer"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
 	loops := flag.Int("loops", 1, "event loops serving connections (0: one loop accepts and serves)")
 	flag.Parse()
-	cert, err := selfsigned.New("127.0.0.1")
-	if err != nil {
-		log.Fatal(err)
-	}
 	h := reactor.HandlerFuncs{
 		Message: func(c *reactor.Conn, in *reactor.Buffer) {
 			_, _ = c.Write(in.Next(in.Len())) // fails only once the connection is closing
 		},
 	}
 	srv, err := reactor.NewServer(*addr, h, reactor.WithLoops(*loops),
-		reactor.WithTLS(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		reactor.WithTLS(peer.TLSConfig()),
 		reactor.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		log.Fatal(err)
