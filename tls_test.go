@@ -500,3 +500,12 @@ func syncLoops(t *testing.T, srv *Server) {
 		<-done
 	}
 }
+
+// TestTLSLockedLoops: the handshake's coroutine switches with a loop
+// goroutine locked to its thread (WithLockOSThread): the runtime allows
+// it when the coroutine was made on that thread, as it is.
+func TestTLSLockedLoops(t *testing.T) {
+	srv := startTLSEcho(t, nil, WithLockOSThread(true))
+	c := dialTLS(t, srv.Addr(), clientTLSConfig())
+	echoLoopback(t, c, "locked")
+}
