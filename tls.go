@@ -319,9 +319,6 @@ func (c *Conn) startTLS(cfg *tls.Config, client bool, done func(*Conn, error)) {
 func (c *Conn) beginHandshake() {
 	t := c.x.tls
 	c.loop.admitHandshake(c)
-	if c.state != connHandshake {
-		return // admitting it evicted it (WithTLSMaxHandshakes)
-	}
 	if t.client {
 		t.conn = tls.Client(t, t.cfg)
 	} else {
@@ -450,6 +447,12 @@ func (c *Conn) handshaken() {
 	}
 	c.ready()
 	if c.state != connOpen {
+		return
+	}
+	if !c.canRead() {
+		// OnOpen closed it (or the server is draining): no OnMessage
+		// follows, whatever came with the handshake.
+		c.flush(false)
 		return
 	}
 	// Always: crypto/tls may have read the peer's first records along

@@ -590,3 +590,26 @@ func TestTLSSimDeterministic(t *testing.T) {
 	_, bytes3 := tlsSimScript(t, 6)
 	assert.False(t, bytes.Equal(bytes1, bytes3), "another seed, other keys")
 }
+
+// TestTLSCloseInOpenSim: a Close in OnOpen is honoured over TLS as on
+// plain TCP: no OnMessage follows, not even for the data that came with
+// the client's Finished, and the client gets close_notify.
+func TestTLSCloseInOpenSim(t *testing.T) {
+	rec := newRecorder()
+	rec.open = func(c *Conn) { _ = c.Close() }
+	var msgs int
+	rec.msg = func(c *Conn, in *Buffer) {
+		msgs++
+		in.Discard(in.Len())
+	}
+	r := startTLSSim(t, 1, rec)
+	_, nc, tc := r.client(simTLSClientConfig())
+	nc.together = true
+	require.NoError(t, tc.Handshake())
+	_, err := tc.Write([]byte("ping")) // arrives with the Finished
+	require.NoError(t, err)
+	data, err := readAllTLS(tc)
+	assert.Empty(t, data)
+	assert.ErrorIs(t, err, io.EOF, "close_notify")
+	assert.Zero(t, msgs, "no OnMessage after a Close in OnOpen")
+}
