@@ -613,3 +613,71 @@ func TestTLSCloseInOpenSim(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF, "close_notify")
 	assert.Zero(t, msgs, "no OnMessage after a Close in OnOpen")
 }
+
+// TestTLSTimeoutsSim: idle and write timeouts and the linger apply over
+// TLS as on plain TCP, from the handshake's end, on the loop's clock.
+func TestTLSTimeoutsSim(t *testing.T) {
+	const d = 5 * time.Second
+	t.Run("idle", func(t *testing.T) {
+		rec := newRecorder()
+		r := startTLSSim(t, 1, rec, WithIdleTimeout(d), WithTLSHandshakeTimeout(time.Hour))
+		cl, _, tc := r.client(simTLSClientConfig())
+		require.NoError(t, tc.Handshake())
+		echoTLS(t, tc, []byte("x"))
+		sc := rec.conn(cl)
+		r.s.k.Advance(d - time.Millisecond)
+		_, closed := rec.closeOf(sc)
+		require.False(t, closed)
+		r.s.k.Advance(time.Millisecond)
+		cr, closed := rec.closeOf(sc)
+		require.True(t, closed)
+		assert.ErrorIs(t, cr.err, ErrIdleTimeout)
+	})
+	t.Run("write", func(t *testing.T) {
+		rec := newRecorder()
+		rec.msg = func(c *Conn, in *Buffer) {
+			in.Discard(in.Len())
+			_, _ = c.Write(make([]byte, 1<<20)) // more than the client will take
+		}
+		r := startTLSSim(t, 1, rec, WithWriteTimeout(d))
+		cl, _, tc := r.client(simTLSClientConfig())
+		require.NoError(t, tc.Handshake())
+		cl.SetReceiveWindow(4 << 10)
+		_, err := tc.Write([]byte("go"))
+		require.NoError(t, err)
+		r.s.k.RunUntilIdle()
+		sc := rec.conn(cl)
+		require.NotNil(t, sc)
+		assert.Greater(t, sc.Buffered(), 0, "records waiting for the client")
+		r.s.k.Advance(d)
+		cr, closed := rec.closeOf(sc)
+		require.True(t, closed)
+		assert.ErrorIs(t, cr.err, ErrWriteTimeout)
+	})
+	t.Run("linger", func(t *testing.T) {
+		rec := newRecorder()
+		rec.msg = func(c *Conn, in *Buffer) {
+			_, _ = c.Write(in.Next(in.Len()))
+			_ = c.Close()
+		}
+		r := startTLSSim(t, 1, rec, WithLingerTimeout(d))
+		cl, _, tc := r.client(simTLSClientConfig())
+		require.NoError(t, tc.Handshake())
+		_, err := tc.Write([]byte("bye"))
+		require.NoError(t, err)
+		r.s.k.RunUntilIdle()
+		sc := rec.conn(cl)
+		require.NotNil(t, sc)
+		_, closed := rec.closeOf(sc)
+		assert.False(t, closed, "lingering: the client has not closed")
+		assert.True(t, cl.EOF() || cl.Buffered() > 0, "close_notify and FIN sent")
+		r.s.k.Advance(d)
+		cr, closed := rec.closeOf(sc)
+		require.True(t, closed)
+		assert.NoError(t, cr.err)
+		assert.Equal(t, int64(1), r.srv.Stats().LingerExpired)
+		data, err := readAllTLS(tc)
+		assert.Equal(t, "bye", string(data))
+		assert.ErrorIs(t, err, io.EOF)
+	})
+}
