@@ -119,10 +119,11 @@ func TestTLSEchoAllocations(t *testing.T) {
 				t.Logf("  %d  %s", v, k)
 			}
 		}
-		// A few objects over the run are the runtime's own (a timer, a
-		// grown slice), not per message.
-		assert.LessOrEqual(t, float64(total)/n, 1.02, "allocations per echoed message")
-		assert.Less(t, others, int64(n/100), "allocations other than crypto/tls's atLeastReader")
+		// Some objects over the run are not per message: pools refilled
+		// after a garbage collection emptied them, the runtime's type
+		// caches. A new allocation per message would add n.
+		assert.LessOrEqual(t, float64(total)/n, 1.05, "allocations per echoed message")
+		assert.Less(t, others, int64(n/10), "allocations other than crypto/tls's atLeastReader")
 	}
 }
 
