@@ -5,10 +5,13 @@
 package reactor
 
 import (
+	"net"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpreactor/reactor/internal/kernel"
 )
 
 const (
@@ -28,6 +31,8 @@ type acceptor struct {
 	ch   channel
 	loop *EventLoop
 	srv  *Server
+	addr net.Addr           // the bound address (*net.TCPAddr or *net.UnixAddr)
+	file *kernel.SocketFile // the Unix socket file bind created, removed on close; nil if none
 
 	// Owned by the loop goroutine.
 	closed    bool
@@ -36,6 +41,7 @@ type acceptor struct {
 	backoff   time.Duration // next pause length
 	retry     *Timer        // resumes accepting after the back-off
 	pausedNow atomic.Bool   // mirrors paused, for Server.connGone on other goroutines
+	fdClosed  bool          // the descriptor is closed; guarded by srv.lnMu (see Server.ListenerFiles)
 }
 
 func newAcceptor(l *EventLoop, s *Server, fd int) *acceptor {
@@ -72,7 +78,7 @@ func (a *acceptor) handleEvent(Events) {
 				a.backoff = acceptBackoffMin
 				a.loop.log.Info("reactor: accepting again", "addr", a.srv.Addr())
 			}
-			a.srv.accepted(a.loop, fd, peer)
+			a.srv.accepted(a.loop, fd, peer, a.ch.unix)
 		case unix.EAGAIN:
 			return
 		case unix.EINTR, unix.ECONNABORTED, unix.EPERM, unix.EPROTO,
@@ -147,7 +153,17 @@ func (a *acceptor) setInterest(ev Events) {
 }
 
 // close stops accepting for good and closes the listening socket.
-// Connections still in the kernel's listen queue are reset by the kernel.
+// Connections still in the kernel's listen queue are reset by the kernel,
+// unless the socket lives on in another process (the listener was
+// inherited, or handed over with Server.ListenerFiles), which then accepts
+// them, or, for a SO_REUSEPORT socket, net.ipv4.tcp_migrate_req passes them
+// to another listener on the port (see Server.warnReusePortDrain).
+// The Unix socket file the server created is removed first (as package net
+// does), so that a client finds no file rather than a dead one, and only
+// if it is still that file, since another server may have replaced it:
+// first also because the open socket holds the file's inode, which keeps
+// that check sound (see kernel.RemoveSocketFile). It is left in place once
+// the socket has been handed over: the process it went to serves that path.
 // Loop goroutine; repeated calls are no-ops.
 func (a *acceptor) close() {
 	if a.closed {
@@ -159,10 +175,19 @@ func (a *acceptor) close() {
 		a.retry = nil
 	}
 	l := a.loop
+	s := a.srv
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if f := a.file; f != nil && !s.handedOver {
+		if err := kernel.RemoveSocketFile(*f); err != nil {
+			l.log.Warn("reactor: removing the socket file", "addr", a.addr, "err", err)
+		}
+	}
 	if l.channels.get(a.ch.fd) == eventHandler(a) {
 		_ = l.d.Delete(a.ch.fd) // the descriptor is closed next either way
 		l.channels.del(a.ch.fd)
 	}
 	_ = l.k.Close(a.ch.fd) // a listener has no unflushed state to lose
-	l.hasAccept = false    // a loop has at most one acceptor
+	a.fdClosed = true
+	l.hasAccept = false // a loop has at most one acceptor
 }

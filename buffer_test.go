@@ -28,6 +28,7 @@ var _ kernel.Interface = enosysKernel{}
 func (enosysKernel) Listen(string, string, bool, int) (int, unix.Sockaddr, error) {
 	return -1, nil, unix.ENOSYS
 }
+func (enosysKernel) DupListener(int) (int, unix.Sockaddr, error) { return -1, nil, unix.ENOSYS }
 func (enosysKernel) Accept(int) (int, netip.AddrPort, error) {
 	return -1, netip.AddrPort{}, unix.ENOSYS
 }

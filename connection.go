@@ -150,7 +150,9 @@ const (
 	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
 )
 
-// Conn is one TCP connection served by an event loop.
+// Conn is one connection served by an event loop: TCP, or a Unix domain
+// socket stream (see NewServer), which behaves the same but for its
+// addresses (RemoteAddr) and the TCP options that do not apply to it.
 //
 // Ownership: the loop the connection was registered on owns it; every
 // Handler callback for it runs on that loop's goroutine. Write, Close,
@@ -224,28 +226,66 @@ func (c *Conn) Context() any { return c.ctx }
 // SetContext attaches a user value to the connection (a parser, a session).
 func (c *Conn) SetContext(v any) { c.ctx = v }
 
-// RemoteAddr returns the peer's address, as a *net.TCPAddr.
+// RemoteAddr returns the peer's address: a *net.TCPAddr, or for a
+// connection over a Unix domain socket a *net.UnixAddr. A Unix client's
+// socket is usually unnamed (it did not bind one): Name is then empty, as
+// it is once the connection has closed. (Package net reports an unnamed
+// peer as "@", which is also how it writes abstract names.)
+//
+// A TCP connection keeps its peer's address from accept(2). A Unix
+// connection keeps nothing, so that accepting one leaves no memory behind
+// for an address that is almost always empty: RemoteAddr asks the kernel
+// (getpeername(2)) each time.
 func (c *Conn) RemoteAddr() net.Addr {
+	if c.ch.unix {
+		if a := c.sockAddr(true); a != nil {
+			return a
+		}
+		return &net.UnixAddr{Net: "unix"}
+	}
 	return net.TCPAddrFromAddrPort(c.peer())
 }
 
-// LocalAddr returns the local address of the connection, as a *net.TCPAddr
-// (the server's address once the connection has closed).
+// LocalAddr returns the local address of the connection: a *net.TCPAddr,
+// or a *net.UnixAddr for a connection over a Unix domain socket (the path
+// or "@name" its server listens on). Once the connection has closed it is
+// the server's address.
 func (c *Conn) LocalAddr() net.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// Under mu the descriptor cannot be closed (and its number reused by
-	// another connection) between the check and the getsockname: closeNow
-	// sets sharedFDClosed under mu before it closes the descriptor.
-	if !c.has(sharedFDClosed) {
-		if sa, err := c.loop.k.Getsockname(c.ch.fd); err == nil {
-			return net.TCPAddrFromAddrPort(sockaddrToAddrPort(sa))
-		}
+	if a := c.sockAddr(false); a != nil {
+		return a
 	}
 	if c.loop.srv != nil {
 		return c.loop.srv.Addr()
 	}
+	if c.ch.unix {
+		return &net.UnixAddr{Net: "unix"}
+	}
 	return &net.TCPAddr{}
+}
+
+// sockAddr asks the kernel for the connection's local address, or its
+// peer's if peer is set. It returns nil once the descriptor is closed, or
+// if the kernel cannot say.
+func (c *Conn) sockAddr(peer bool) net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Under mu the descriptor cannot be closed (and its number reused by
+	// another connection) between the check and the system call: closeNow
+	// sets sharedFDClosed under mu before it closes the descriptor.
+	if c.has(sharedFDClosed) {
+		return nil
+	}
+	var sa unix.Sockaddr
+	var err error
+	if peer {
+		sa, err = c.loop.k.Getpeername(c.ch.fd)
+	} else {
+		sa, err = c.loop.k.Getsockname(c.ch.fd)
+	}
+	if err != nil {
+		return nil
+	}
+	return sockaddrToNetAddr(sa)
 }
 
 // Buffered returns how many bytes of output are waiting to be taken by the
@@ -1005,13 +1045,29 @@ func (c *Conn) opError(op string, err error) error {
 	if !errors.As(err, &se) {
 		err = os.NewSyscallError(op, err)
 	}
+	network := "tcp"
+	if c.ch.unix {
+		network = "unix"
+	}
 	return &net.OpError{
 		Op:     op,
-		Net:    "tcp",
+		Net:    network,
 		Source: c.LocalAddr(),
 		Addr:   c.RemoteAddr(),
 		Err:    err,
 	}
+}
+
+// sockaddrToNetAddr converts a socket address to a *net.TCPAddr or a
+// *net.UnixAddr (nil for another family).
+func sockaddrToNetAddr(sa unix.Sockaddr) net.Addr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4, *unix.SockaddrInet6:
+		return net.TCPAddrFromAddrPort(sockaddrToAddrPort(a))
+	case *unix.SockaddrUnix:
+		return &net.UnixAddr{Name: a.Name, Net: "unix"}
+	}
+	return nil
 }
 
 // sockaddrToAddrPort converts an accepted peer address to its compact form

@@ -1,4 +1,7 @@
-// This file selects the platform's default readiness backend.
+// This file selects the platform's default readiness backend. A build with
+// -tags reactor_poll selects Poll instead (dispatcher_default_poll_linux.go).
+
+//go:build !reactor_poll
 
 package reactor
 

@@ -22,6 +22,15 @@
 // CloseWrite are safe from any goroutine, so slow work can run elsewhere and
 // write its result.
 //
+// # Addresses and listeners
+//
+// NewServer listens on TCP ("host:port") or on a Unix domain socket
+// ("unix:/path/to.sock", or "unix:@name" in Linux's abstract namespace); a
+// Unix server replaces a socket file left by a dead process and removes its
+// own file when it stops. WithListener serves a listening socket opened
+// elsewhere instead: one passed by systemd's socket activation (see
+// SystemdListeners) or handed over by the process a restart replaces.
+//
 // # How it works
 //
 // The parts keep the names of the C teaching framework this design comes
@@ -31,7 +40,8 @@
 // WithReusePort gives each loop a listener of its own.
 //
 // An EventLoop is one goroutine repeating one iteration: wait on its
-// Dispatcher (epoll, poll(2) or the simulation) no longer than its next timer;
+// Dispatcher (epoll, poll(2) or the simulation; epoll by default, poll in a
+// build with -tags reactor_poll) no longer than its next timer;
 // for each ready descriptor look up the channel in its channelMap and let the
 // Conn or acceptor behind it handle the event; run the tasks other goroutines
 // queued with Submit; fire due timers and connection timeouts; then flush,

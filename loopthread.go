@@ -23,7 +23,8 @@ const (
 	// to the lowest-numbered loop).
 	LeastConns
 	// SourceHash picks the loop by a hash of the client's IP address, so
-	// every connection from one client lands on the same loop.
+	// every connection from one client lands on the same loop. Clients of a
+	// Unix domain socket have no address; they are served round-robin.
 	SourceHash
 )
 
@@ -71,6 +72,9 @@ func (s *Server) pick(peer netip.AddrPort) *EventLoop {
 		}
 		return best
 	case SourceHash:
+		if !peer.IsValid() {
+			break // a Unix socket's client has no address: round-robin
+		}
 		// FNV-1a over the 16-byte form of the IP (IPv4 as ::ffff:a.b.c.d),
 		// written out so that it allocates nothing.
 		h := uint32(2166136261)

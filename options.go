@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -34,6 +36,8 @@ type config struct {
 	lockOSThread   bool
 	recoverPanics  bool
 	backlog        int
+	listeners      []net.Listener // WithListener(s); none: NewServer binds its address
+	listenersSet   bool           // WithListener(s) was given (so WithListener(nil) is an error)
 	logger         *slog.Logger
 
 	tlsConfig           *tls.Config // nil: plain TCP
@@ -122,7 +126,7 @@ func (c *config) validate() error {
 	case c.tlsMaxHandshakes < 1:
 		return fmt.Errorf("reactor: WithTLSMaxHandshakes(%d): must be >= 1", c.tlsMaxHandshakes)
 	}
-	return nil
+	return c.validateListeners()
 }
 
 // validateServer checks what only a server needs: a TLS configuration
@@ -134,6 +138,24 @@ func (c *config) validateServer() error {
 	return nil
 }
 
+// validateListeners checks what WithListener or WithListeners gave.
+func (c *config) validateListeners() error {
+	if !c.listenersSet {
+		return nil
+	}
+	switch n := len(c.listeners); {
+	case n == 0:
+		return fmt.Errorf("reactor: WithListeners(): no listener")
+	case n == 1 && isNilListener(c.listeners[0]):
+		return fmt.Errorf("reactor: WithListener(nil)")
+	case slices.ContainsFunc(c.listeners, isNilListener):
+		return fmt.Errorf("reactor: WithListeners: a nil listener")
+	case n > 1 && !c.reusePort:
+		return fmt.Errorf("reactor: WithListeners with %d listeners needs WithReusePort: each listener gets a loop of its own", n)
+	}
+	return nil
+}
+
 // WithLoops sets the number of sub-reactors: event loops, each on its own
 // goroutine, that serve connections while the main loop only accepts. 0
 // selects the single-reactor mode, where one loop accepts and serves
@@ -141,15 +163,26 @@ func (c *config) validateServer() error {
 // context switches, not throughput.
 func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
 
-// WithDispatcher selects the readiness backend: Epoll (the default on
-// Linux), Poll, or a simulated network's Dispatcher (Sim.Dispatcher) for
-// deterministic tests. The factory is called once per event loop.
+// WithDispatcher selects the readiness backend: Epoll, Poll, or a
+// simulated network's Dispatcher (Sim.Dispatcher) for deterministic tests.
+// The factory is called once per event loop. Default: Epoll on Linux, or
+// Poll in a program built with -tags reactor_poll.
 func WithDispatcher(f DispatcherFactory) Option { return func(c *config) { c.dispatcher = f } }
 
 // WithReusePort gives every event loop its own SO_REUSEPORT listening socket
 // on the server's address, so the kernel spreads new connections across the
 // loops and each loop accepts for itself; there is then no main loop and no
 // load balancer. Default: false (one listener, accepted by the main loop).
+//
+// Another process may bind the same address with SO_REUSEPORT while this
+// one runs (same user ID): the kernel then spreads connections over the
+// sockets of both, which is how a new version can start beside the old one
+// (see the README's "Zero-downtime restarts"). Each socket has its own
+// accept queue, and closing one resets the connections still queued in it
+// unless net.ipv4.tcp_migrate_req is 1 (Linux 5.14 or later), which passes
+// them to another socket of the port: a graceful Shutdown logs a warning
+// when that is not so. With WithListeners, the server serves the sockets
+// it is given, one loop each, instead of binding its own.
 func WithReusePort(on bool) Option { return func(c *config) { c.reusePort = on } }
 
 // WithLoadBalancer chooses how the main loop assigns new connections to
@@ -280,6 +313,65 @@ func WithTLSHandshakeTimeout(d time.Duration) Option {
 // or two, so under a flood of handshakes that never finish it is the
 // flood's that go, and memory stays bounded. Default: 1024 per loop.
 func WithTLSMaxHandshakes(n int) Option { return func(c *config) { c.tlsMaxHandshakes = n } }
+
+// WithListener makes the server serve ln's listening socket instead of
+// binding one: a socket opened by another process and inherited, as under
+// systemd's socket activation (see SystemdListeners) or when a server hands
+// its listener to the process replacing it (see Server.ListenerFiles), so
+// that no connection is refused during a restart. Pass "" as NewServer's
+// address.
+//
+// ln must be a *net.TCPListener or a *net.UnixListener (any net.Listener
+// implementing syscall.Conn over a listening TCP or Unix stream socket).
+// NewServer duplicates its descriptor (F_DUPFD_CLOEXEC) and serves the
+// duplicate; ln stays the caller's, who may close it at once: the socket
+// lives on until the server closes its own descriptor too. The two share
+// the socket's non-blocking flag, which NewServer sets (Go's listeners are
+// non-blocking already): do not switch ln back to blocking mode while the
+// server runs. (*os.File).Fd does that to a file from (*net.TCPListener).File
+// or (*net.UnixListener).File, and so does exec.Cmd, which calls Fd on its
+// ExtraFiles; hand a served socket on with Server.ListenerFiles instead.) A
+// Unix socket file that ln listens on is not removed by Shutdown or Close,
+// since this server did not create it. Addr reports the socket's address.
+// TCP options (WithTCPNoDelay, WithKeepAlive) apply to connections of an
+// inherited TCP listener; WithBacklog does not (listen(2) was called by
+// whoever opened the socket). Default: nil, bind the address given to
+// NewServer.
+//
+// In the process taking over (descriptor 3 here, from exec.Cmd.ExtraFiles):
+//
+//	ln, err := net.FileListener(os.NewFile(3, "listener"))
+//	srv, err := reactor.NewServer("", h, reactor.WithListener(ln))
+//	ln.Close() // the server has its own descriptor
+func WithListener(ln net.Listener) Option {
+	return func(c *config) { c.listeners = []net.Listener{ln}; c.listenersSet = true }
+}
+
+// WithListeners is WithListener for several listening sockets, which
+// requires WithReusePort: the server runs one event loop per listener (the
+// number of loops is len(lns), whatever WithLoops says), each accepting from
+// its own socket, as a server with WithReusePort does with the sockets it
+// binds. It serves the sockets that a server with WithReusePort hands over
+// (Server.ListenerFiles returns one per loop): all of them must be served,
+// since each SO_REUSEPORT socket has its own queue of connections, which
+// closing it would reset. Addr reports the first listener's address.
+func WithListeners(lns ...net.Listener) Option {
+	return func(c *config) { c.listeners = slices.Clone(lns); c.listenersSet = true }
+}
+
+// isNilListener reports whether ln is nil, or a nil pointer of the two
+// types WithListener takes (whose methods would panic).
+func isNilListener(ln net.Listener) bool {
+	switch ln := ln.(type) {
+	case nil:
+		return true
+	case *net.TCPListener:
+		return ln == nil
+	case *net.UnixListener:
+		return ln == nil
+	}
+	return false
+}
 
 // WithLogger sets the logger for the server's own events (accept failures,
 // handler panics, descriptor exhaustion). Default: slog.Default().

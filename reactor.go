@@ -30,9 +30,14 @@ type eventHandler interface {
 // or an acceptor), which the loop's channel map finds by descriptor. A
 // channel is owned by its loop; it does not own the descriptor (the Conn or
 // acceptor does).
+//
+// unix is set before the channel is registered and never changes, so it may
+// be read from any goroutine. It lives here, in the padding after interest,
+// so that it costs a Conn nothing.
 type channel struct {
 	fd       int
 	interest Events
+	unix     bool // an AF_UNIX socket: no IP address, no TCP options
 }
 
 // Loop states.

@@ -11,11 +11,15 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpreactor/reactor/internal/kernel"
 )
 
 // Server states.
@@ -26,14 +30,15 @@ const (
 	stateClosed
 )
 
-// Server is a TCP server built on event loops: a main loop that accepts and
+// Server is a TCP or Unix domain socket server built on event loops (see
+// NewServer for the addresses it takes): a main loop that accepts and
 // hands connections to a pool of sub-loops (or, with WithLoops(0), one loop
 // that does everything; or, with WithReusePort, loops that each accept for
 // themselves). Create it with NewServer, run it with Serve, stop it with
 // Shutdown or Close. Every method is safe from any goroutine.
 type Server struct {
-	group // configuration, handler, loops (acceptLoop first if separate), counters
-	addr  *net.TCPAddr
+	group          // configuration, handler, loops (acceptLoop first if separate), counters
+	addr  net.Addr // *net.TCPAddr or *net.UnixAddr; never changed once set
 
 	acceptLoop *EventLoop // the main loop, when one loop accepts for all; else nil
 	rr         int        // round-robin cursor; owned by acceptLoop
@@ -43,6 +48,13 @@ type Server struct {
 	wg    sync.WaitGroup // the loop goroutines
 	done  chan struct{}  // closed when Serve's loops have all returned
 	err   error          // the first loop failure, returned by Serve
+
+	// lnMu is held while a listening descriptor is closed (acceptor.close,
+	// on its loop, or in release) or duplicated (ListenerFiles, on any
+	// goroutine), so that a number is never duplicated once close(2) has
+	// freed it for another file.
+	lnMu       sync.Mutex
+	handedOver bool // ListenerFiles succeeded; guarded by lnMu
 }
 
 // simDriver is implemented by the mock dispatcher when its simulation is
@@ -53,10 +65,33 @@ type simDriver interface {
 	runUntil(done func() bool, cancel <-chan struct{}, horizon time.Duration) bool
 }
 
-// NewServer creates a server for h listening on addr ("host:port"; ":0"
-// picks a free port, see Addr). It binds the socket and builds the event
-// loops at once, so errors such as EADDRINUSE surface here; it starts no
-// goroutine until Serve.
+// NewServer creates a server for h listening on addr. It binds the socket
+// and builds the event loops at once, so errors such as EADDRINUSE surface
+// here; it starts no goroutine until Serve.
+//
+// addr is one of:
+//
+//   - "host:port", TCP: host is an IP address, "localhost" or empty (every
+//     local address); ":0" picks a free port (see Addr). Listening resolves
+//     no names.
+//   - "unix:/path/to.sock", a Unix domain socket bound to that file (a
+//     relative path is relative to the working directory). The file is
+//     created with the permissions 0777 masked by the process's umask, so
+//     set the umask (syscall.Umask) before NewServer, or better put the
+//     socket in a directory only the intended clients can enter. A socket
+//     file left by a process that died is replaced; a path where a server is
+//     still listening fails with EADDRINUSE (see below). Shutdown and Close
+//     remove the file, unless it has been replaced by another one since.
+//   - "unix:@name", a Unix domain socket in Linux's abstract namespace: no
+//     file, no permissions (any process in the same network namespace may
+//     connect), and the name vanishes with the server.
+//   - "", with WithListener: serve a listening socket opened elsewhere.
+//
+// A Unix path that is taken is tested by connecting to it: if that is
+// refused, the file is a leftover of a dead process, and it is removed and
+// bound again; otherwise the live server there gets a connection that opens
+// and closes at once, and NewServer fails with an error wrapping
+// syscall.EADDRINUSE. A file that is not a socket is never removed.
 func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if h == nil {
 		return nil, errors.New("reactor: NewServer: nil Handler")
@@ -74,6 +109,9 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if err := cfg.validateServer(); err != nil {
 		return nil, err
 	}
+	if len(cfg.listeners) > 0 && addr != "" {
+		return nil, fmt.Errorf("reactor: NewServer(%q) with WithListener: pass \"\" as the address, the listener has one", addr)
+	}
 	s := &Server{group: group{cfg: cfg, handler: h, log: cfg.logger}, done: make(chan struct{})}
 	if err := s.build(addr); err != nil {
 		s.release()
@@ -86,6 +124,8 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 func (s *Server) build(addr string) error {
 	nIO := s.cfg.loops
 	switch {
+	case s.cfg.reusePort && len(s.cfg.listeners) > 0:
+		nIO = len(s.cfg.listeners) // one loop per inherited socket
 	case s.cfg.reusePort:
 		nIO = max(nIO, 1)
 	case nIO == 0:
@@ -122,27 +162,95 @@ func (s *Server) build(addr string) error {
 	if !s.cfg.reusePort {
 		listenOn = []*EventLoop{s.acceptLoop}
 	}
+	network, address := splitAddr(addr)
+	if network == "unix" && s.cfg.reusePort {
+		return fmt.Errorf("reactor: WithReusePort with %q: a Unix socket path takes one listener", addr)
+	}
 	for i, l := range listenOn {
-		bindAddr := addr
 		if i > 0 {
 			// Every SO_REUSEPORT socket binds the port the first one got,
 			// so ":0" works with WithReusePort too.
-			bindAddr = s.addr.String()
+			address = s.addr.String()
 		}
-		fd, sa, err := s.k.Listen("tcp", bindAddr, s.cfg.reusePort, s.cfg.backlog)
+		var ln net.Listener // nil: bind address
+		if len(s.cfg.listeners) > 0 {
+			ln = s.cfg.listeners[i]
+		}
+		a, err := s.listen(l, ln, network, address)
 		if err != nil {
-			return &net.OpError{Op: "listen", Net: "tcp", Addr: tcpAddrOrNil(bindAddr), Err: err}
+			return err
 		}
-		if s.addr == nil {
-			s.addr = net.TCPAddrFromAddrPort(sockaddrToAddrPort(sa))
-		}
-		a := newAcceptor(l, s, fd)
 		s.acceptors = append(s.acceptors, a)
+		if s.addr == nil {
+			s.addr = a.addr
+		}
 		if err := a.start(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// splitAddr tells NewServer's Unix addresses ("unix:/path", "unix:@name")
+// from TCP ones ("host:port").
+func splitAddr(addr string) (network, address string) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return "unix", path
+	}
+	return "tcp", addr
+}
+
+// listen opens the listening socket for loop l: a duplicate of ln's (given
+// by WithListener or WithListeners), or, if ln is nil, a new one on network
+// and address. Before the loops run.
+func (s *Server) listen(l *EventLoop, ln net.Listener, network, address string) (*acceptor, error) {
+	var fd int
+	var sa unix.Sockaddr
+	var err error
+	if ln != nil {
+		fd, sa, err = dupListener(s.k, ln)
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: ln.Addr().Network(), Addr: ln.Addr(), Err: err}
+		}
+	} else {
+		fd, sa, err = s.k.Listen(network, address, s.cfg.reusePort, s.cfg.backlog)
+		if err != nil {
+			return nil, &net.OpError{Op: "listen", Net: network, Addr: listenAddrOrNil(network, address), Err: err}
+		}
+	}
+	a := newAcceptor(l, s, fd)
+	a.addr = sockaddrToNetAddr(sa)
+	if ua, ok := a.addr.(*net.UnixAddr); ok {
+		a.ch.unix = true
+		if ln == nil {
+			// The file bind(2) just created: this server removes it when
+			// it closes, if it is still that file then.
+			if f, ok := kernel.StatSocketFile(ua.Name); ok {
+				a.file = &f
+			}
+		}
+	}
+	return a, nil
+}
+
+// dupListener takes a descriptor of its own for the listening socket of ln
+// (see WithListener). rc.Control holds ln's descriptor open while it runs,
+// so a concurrent ln.Close cannot hand the number to another file midway.
+func dupListener(k kernel.Interface, ln net.Listener) (fd int, sa unix.Sockaddr, err error) {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return -1, nil, fmt.Errorf("reactor: WithListener: %T has no descriptor (want a *net.TCPListener or *net.UnixListener)", ln)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, nil, err
+	}
+	fd = -1
+	cerr := rc.Control(func(lfd uintptr) { fd, sa, err = k.DupListener(int(lfd)) })
+	if cerr != nil {
+		return -1, nil, cerr // ln is closed: Control did not run
+	}
+	return fd, sa, err
 }
 
 func (s *Server) newLoop(name string) (*EventLoop, error) {
@@ -161,7 +269,12 @@ func (s *Server) newLoop(name string) (*EventLoop, error) {
 	return l, nil
 }
 
-func tcpAddrOrNil(addr string) net.Addr {
+// listenAddrOrNil is the address a failed listen reports: the Unix path or
+// name, or the TCP address if it parses.
+func listenAddrOrNil(network, addr string) net.Addr {
+	if network == "unix" {
+		return &net.UnixAddr{Name: addr, Net: "unix"}
+	}
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return net.TCPAddrFromAddrPort(ap)
 	}
@@ -185,13 +298,24 @@ func (s *Server) release() {
 	}
 }
 
-// Addr returns the address the server listens on, with the port the kernel
-// chose if addr had port 0. Each call returns a new value: the caller may
-// change it.
-func (s *Server) Addr() net.Addr {
-	a := *s.addr
-	a.IP = slices.Clone(s.addr.IP)
-	return &a
+// Addr returns the address the server listens on: a *net.TCPAddr, with the
+// port the kernel chose if addr had port 0, or a *net.UnixAddr for a Unix
+// domain socket (Name "@name" for an abstract one). Each call returns a new
+// value: the caller may change it.
+func (s *Server) Addr() net.Addr { return cloneAddr(s.addr) }
+
+// cloneAddr returns a copy of a that shares no memory with it.
+func cloneAddr(a net.Addr) net.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		c := *a
+		c.IP = slices.Clone(a.IP)
+		return &c
+	case *net.UnixAddr:
+		c := *a
+		return &c
+	}
+	return a
 }
 
 // Serve runs the event loops and blocks until the server is shut down, then
@@ -306,6 +430,9 @@ func (s *Server) beginStop(hard bool) bool {
 	}
 	s.state = stateShuttingDown
 	s.mu.Unlock()
+	if !hard {
+		s.warnReusePortDrain()
+	}
 	s.stopAll(hard)
 	return true
 }
@@ -452,7 +579,7 @@ func (c *Conn) drain() {
 // accepted takes a new connection from an acceptor on loop from: it applies
 // the connection limit and the socket options and hands the connection to a
 // loop. Loop goroutine of from.
-func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort) {
+func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort, unixSock bool) {
 	s.stats.accepted.Add(1)
 	if !s.takeSlot() {
 		_ = s.k.Close(fd) // rejected: never registered
@@ -462,7 +589,9 @@ func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort) {
 		}
 		return
 	}
-	s.setSockopts(fd)
+	if !unixSock {
+		s.setSockopts(fd) // TCP options; a Unix socket has none of them
+	}
 	l := from
 	if s.acceptLoop != nil && len(s.loops) > 1 {
 		l = s.pick(peer)
@@ -471,6 +600,7 @@ func (s *Server) accepted(from *EventLoop, fd int, peer netip.AddrPort) {
 	}
 	l.numConns.Add(1)
 	c := newConn(l, fd, peer, s.handler)
+	c.ch.unix = unixSock
 	if l == from {
 		c.register()
 	} else if !l.adopt(c) {

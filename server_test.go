@@ -38,7 +38,13 @@ const testTimeout = 60 * time.Second
 // checking that Serve returned ErrServerClosed.
 func serve(t *testing.T, h reactor.Handler, opts ...reactor.Option) *reactor.Server {
 	t.Helper()
-	srv, err := reactor.NewServer("127.0.0.1:0", h, opts...)
+	return serveAt(t, "127.0.0.1:0", h, opts...)
+}
+
+// serveAt is serve on the address addr (see NewServer).
+func serveAt(t *testing.T, addr string, h reactor.Handler, opts ...reactor.Option) *reactor.Server {
+	t.Helper()
+	srv, err := reactor.NewServer(addr, h, opts...)
 	require.NoError(t, err)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve() }()
@@ -159,39 +165,52 @@ func TestEchoIntegrity(t *testing.T) {
 		reusePort bool
 	}
 	modes := []mode{{0, false}, {4, false}, {0, true}, {4, true}}
-	clients := 200
-	maxSize := 1 << 20
-	if testing.Short() {
-		clients, maxSize = 20, 64<<10
-	}
 	for _, be := range backends {
 		for _, m := range modes {
 			t.Run(fmt.Sprintf("%s/loops=%d/reuseport=%v", be.name, m.loops, m.reusePort), func(t *testing.T) {
 				srv := serve(t, echo(), reactor.WithDispatcher(be.f), reactor.WithLoops(m.loops), reactor.WithReusePort(m.reusePort))
-				var wg sync.WaitGroup
-				errs := make(chan error, clients)
-				for i := range clients {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						errs <- echoOnce(srv.Addr().String(), rand.New(rand.NewPCG(uint64(i), 7)), maxSize)
-					}()
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					assert.NoError(t, err)
-				}
+				echoMany(t, srv.Addr())
 			})
 		}
 	}
 }
 
-// echoOnce sends a random payload in random chunks while reading the echo
-// concurrently, then half-closes and compares digests of what was sent and
-// what came back.
-func echoOnce(addr string, rng *rand.Rand, maxSize int) error {
-	c, err := net.DialTimeout("tcp", addr, testTimeout)
+// echoMany runs echoOnce from 200 concurrent clients (20 with -short) with
+// payloads of up to 1 MiB (64 KiB), each from its own seed.
+func echoMany(t *testing.T, addr net.Addr) {
+	t.Helper()
+	if testing.Short() {
+		echoClients(t, addr, 20, 64<<10)
+		return
+	}
+	echoClients(t, addr, 200, 1<<20)
+}
+
+// echoClients runs echoOnce from the given number of concurrent clients,
+// with payloads of up to maxSize bytes.
+func echoClients(t *testing.T, addr net.Addr, clients, maxSize int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- echoOnce(addr.Network(), addr.String(), rand.New(rand.NewPCG(uint64(i), 7)), maxSize)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		assert.NoError(t, err)
+	}
+}
+
+// echoOnce connects to addr over network ("tcp" or "unix"), sends a random
+// payload in random chunks while reading the echo concurrently, then
+// half-closes and compares digests of what was sent and what came back.
+func echoOnce(network, addr string, rng *rand.Rand, maxSize int) error {
+	c, err := net.DialTimeout(network, addr, testTimeout)
 	if err != nil {
 		return err
 	}
@@ -215,7 +234,7 @@ func echoOnce(addr string, rng *rand.Rand, maxSize int) error {
 		}
 		rest = rest[n:]
 	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 		return err
 	}
 	back := <-got

@@ -259,10 +259,12 @@ func (r *report) print(out io.Writer, elapsed time.Duration) {
 	}
 }
 
-// client runs sessions, one connection each, until the deadline.
+// client runs sessions, one connection each, until the deadline; at least
+// one, so that every client has connected whatever the machine's load (a
+// goroutine may first run after a short deadline has passed).
 func client(addr string, cfg config, rng *rand.Rand, deadline time.Time, cnt *counters) {
 	s := &session{cfg: cfg, rng: rng, cnt: cnt, rbuf: make([]byte, 8<<10), ebuf: make([]byte, 16<<10), wbuf: make([]byte, 16<<10)}
-	for time.Now().Before(deadline) {
+	for first := true; first || time.Now().Before(deadline); first = false {
 		s.run(addr, deadline)
 	}
 }
@@ -291,8 +293,8 @@ func (s *session) run(addr string, deadline time.Time) {
 	defer s.c.Close()
 
 	rounds := 1 + s.rng.IntN(8)
-	for range rounds {
-		if !time.Now().Before(deadline) {
+	for i := range rounds {
+		if i > 0 && !time.Now().Before(deadline) {
 			break
 		}
 		if !s.round(false) {

@@ -16,7 +16,11 @@
 // package httpd.
 //
 // It stops gracefully on SIGINT or SIGTERM within -shutdown-timeout, at
-// once on a second signal, and exits 0 only after a graceful stop.
+// once on a second signal, and exits 0 only after a graceful stop. On
+// SIGHUP it restarts without downtime, as examples/echo does: a new process
+// takes over the listening socket (with -reuseport, binds its own beside
+// it), and this one answers the requests under way, then exits 0; -pidfile
+// keeps the PID of the process serving.
 package main
 
 import (
@@ -28,8 +32,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tcpreactor/reactor"
 	"github.com/tcpreactor/reactor/examples/http/httpd"
-	"github.com/tcpreactor/reactor/examples/internal/graceful"
+	"github.com/tcpreactor/reactor/examples/internal/restart"
 	"github.com/tcpreactor/reactor/examples/internal/tlsflag"
 )
 
@@ -39,6 +44,8 @@ func main() {
 	dispatcher := flag.String("dispatcher", "epoll", "readiness backend: epoll or poll")
 	maxBody := flag.Int64("max-body", 1<<20, "largest request body accepted, in bytes (1 to 1 GiB)")
 	timeout := flag.Duration("shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
+	reusePort := flag.Bool("reuseport", false, "one SO_REUSEPORT listener per loop; SIGHUP restarts beside it")
+	pidFile := flag.String("pidfile", "", "file to keep the PID of the serving process in (it changes on SIGHUP)")
 	var tlsFlags tlsflag.Flags
 	tlsFlags.Register(flag.CommandLine)
 	flag.Parse()
@@ -46,19 +53,31 @@ func main() {
 	// Buffered for two: the second signal closes hard during the shutdown.
 	stop := make(chan os.Signal, 2)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 
 	tlsConfig, selfSigned, err := tlsFlags.Config("http/1.1")
 	if err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
-	srv, err := httpd.NewServer(*addr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody), httpd.WithTLS(tlsConfig))
+	in, err := restart.Inherit()
 	if err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
-	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops, "tls", tlsFlags.On, "self-signed", selfSigned)
-	if err := graceful.Run(srv, stop, *timeout, log); err != nil {
+	listenAddr, inherited := in.Listen(*addr)
+	srv, err := httpd.NewServer(listenAddr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody),
+		httpd.WithServerOptions(append(inherited, reactor.WithReusePort(*reusePort), reactor.WithTLS(tlsConfig))...))
+	in.CloseListeners() // the server holds its own descriptors
+	if err != nil {
+		log.Error("http", "err", err)
+		os.Exit(1)
+	}
+	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops, "reuseport", *reusePort, "pid", os.Getpid(),
+		"tls", tlsFlags.On, "self-signed", selfSigned)
+	cfg := restart.Config{ReusePort: *reusePort, PIDFile: *pidFile, ShutdownTimeout: *timeout, Log: log}
+	if err := restart.Serve(srv, in, cfg, stop, hup); err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}

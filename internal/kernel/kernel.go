@@ -25,11 +25,20 @@ import (
 // returns (0, nil) means the peer has shut down its write side (EOF).
 // Descriptors are non-blocking and close-on-exec.
 type Interface interface {
-	// Listen creates a non-blocking TCP listening socket bound to address
-	// ("host:port"; port 0 picks a free one) with SO_REUSEADDR set, and
-	// SO_REUSEPORT too when reusePort is true. network is "tcp", "tcp4" or
-	// "tcp6". It returns the descriptor and the bound address.
+	// Listen creates a non-blocking listening socket. network is "tcp",
+	// "tcp4" or "tcp6", with address "host:port" (port 0 picks a free one),
+	// SO_REUSEADDR set and SO_REUSEPORT too when reusePort is true; or
+	// "unix", with address a file system path or "@name" for Linux's
+	// abstract namespace (reusePort must then be false). It returns the
+	// descriptor and the bound address.
 	Listen(network, address string, reusePort bool, backlog int) (fd int, sa unix.Sockaddr, err error)
+	// DupListener takes over a listening socket opened elsewhere (inherited
+	// from a parent process, or held by a net.Listener): it duplicates fd as
+	// a non-blocking, close-on-exec descriptor of its own, after checking
+	// that fd is a listening stream socket of a family reactor serves
+	// (AF_INET, AF_INET6 or AF_UNIX), and returns the duplicate and the
+	// address it is bound to. fd stays open and remains the caller's.
+	DupListener(fd int) (nfd int, sa unix.Sockaddr, err error)
 	// Accept takes one pending connection from a listening socket, as
 	// accept4(SOCK_NONBLOCK|SOCK_CLOEXEC), and returns it with the peer's
 	// address (IPv4-mapped IPv6 addresses unmapped). With none pending it
@@ -65,7 +74,9 @@ type Interface interface {
 	// time is up: rarely what an event loop wants.)
 	SetLinger(fd int, sec int) error
 	// Getsockname and Getpeername return a socket's local and remote
-	// addresses.
+	// addresses. For an AF_UNIX socket the address is a *unix.SockaddrUnix
+	// whose Name is the path, "@name" for an abstract address, or empty for
+	// an unnamed socket (a client's, unless it bound one).
 	Getsockname(fd int) (unix.Sockaddr, error)
 	Getpeername(fd int) (unix.Sockaddr, error)
 	// Now is the clock that event loops schedule timers on: monotonic time

@@ -214,11 +214,35 @@ func (OS) SetLinger(fd int, sec int) error {
 	return unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &l)
 }
 
-// Getsockname is getsockname(2).
-func (OS) Getsockname(fd int) (unix.Sockaddr, error) { return unix.Getsockname(fd) }
+// Getsockname is getsockname(2) (see Interface for AF_UNIX addresses).
+func (OS) Getsockname(fd int) (unix.Sockaddr, error) { return getname(unix.SYS_GETSOCKNAME, fd) }
 
-// Getpeername is getpeername(2).
-func (OS) Getpeername(fd int) (unix.Sockaddr, error) { return unix.Getpeername(fd) }
+// Getpeername is getpeername(2) (see Interface for AF_UNIX addresses).
+func (OS) Getpeername(fd int) (unix.Sockaddr, error) { return getname(unix.SYS_GETPEERNAME, fd) }
+
+// getname makes getsockname(2) or getpeername(2) (trap) and decodes the
+// address. It does not use unix.Getsockname because that drops the
+// address's length, which is the only thing telling an unnamed AF_UNIX
+// socket from an abstract one: it reports both as "@".
+func getname(trap uintptr, fd int) (unix.Sockaddr, error) {
+	var rsa unix.RawSockaddrAny
+	size := uint32(unix.SizeofSockaddrAny)
+	_, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&rsa)), uintptr(unsafe.Pointer(&size)))
+	if e != 0 {
+		return nil, e
+	}
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&rsa))
+		return &unix.SockaddrInet4{Port: int(ntohs(sa.Port)), Addr: sa.Addr}, nil
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&rsa))
+		return &unix.SockaddrInet6{Port: int(ntohs(sa.Port)), ZoneId: sa.Scope_id, Addr: sa.Addr}, nil
+	case unix.AF_UNIX:
+		return &unix.SockaddrUnix{Name: unixName((*unix.RawSockaddrUnix)(unsafe.Pointer(&rsa)), size)}, nil
+	}
+	return nil, unix.EAFNOSUPPORT
+}
 
 // origin is the arbitrary origin of Now, captured once when the package is
 // initialised. It is a package-level variable but not global state in the
@@ -257,13 +281,21 @@ func (OS) Now() time.Duration { return time.Since(origin) }
 // the raw errno stays reachable through errors.Is. Errors do not repeat the
 // operation, network or address: the caller adds them at the public edge, as
 // net.OpError does. No descriptor is left open when Listen fails.
+//
+// Network "unix" is handled by listenUnix (see there).
 func (OS) Listen(network, address string, reusePort bool, backlog int) (int, unix.Sockaddr, error) {
+	if backlog <= 0 {
+		backlog = maxBacklog()
+	}
+	if network == "unix" {
+		if reusePort {
+			return -1, nil, errors.New("reactor: SO_REUSEPORT does not apply to Unix domain sockets")
+		}
+		return listenUnix(address, backlog)
+	}
 	sa, family, err := listenAddr(network, address)
 	if err != nil {
 		return -1, nil, err
-	}
-	if backlog <= 0 {
-		backlog = maxBacklog()
 	}
 	fd, err := listenOn(family, sa, reusePort, backlog)
 	if err != nil && network == "tcp" && family == unix.AF_INET6 && errors.Is(err, unix.EAFNOSUPPORT) {
@@ -329,7 +361,7 @@ func listenAddr(network, address string) (unix.Sockaddr, int, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
-		return nil, 0, fmt.Errorf("reactor: unsupported network %q (want tcp, tcp4 or tcp6)", network)
+		return nil, 0, fmt.Errorf("reactor: unsupported network %q (want tcp, tcp4, tcp6 or unix)", network)
 	}
 	host, portStr, err := net.SplitHostPort(address)
 	if err != nil {

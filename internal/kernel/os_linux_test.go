@@ -211,7 +211,9 @@ func TestListenErrors(t *testing.T) {
 		want             string // in the error text
 	}{
 		{"udp", "127.0.0.1:0", "unsupported network"},
-		{"unix", "/tmp/x", "unsupported network"},
+		{"sctp", "127.0.0.1:0", "unsupported network"},
+		{"unix", "", "empty Unix socket path"},
+		{"unix", "/nonexistent-reactor-dir/s.sock", "bind: no such file or directory"},
 		{"tcp", "127.0.0.1", "missing port"},
 		{"tcp", "example.com:80", "not an IP address"},
 		{"tcp", "127.0.0.1:http", "not a number"},
@@ -233,20 +235,24 @@ func TestListenErrors(t *testing.T) {
 	}
 }
 
+// lowestFreeFD returns the lowest descriptor number not in use: a test
+// that it is the same before and after a call shows the call leaked none.
+func lowestFreeFD(t *testing.T) int {
+	t.Helper()
+	fd, err := unix.Dup(0)
+	require.NoError(t, err)
+	require.NoError(t, unix.Close(fd))
+	return fd
+}
+
 // TestListenNoLeakOnError checks that a failing Listen (here bind, after
 // socket and setsockopt succeeded) closes its socket: the lowest free
 // descriptor number is the same before and after.
 func TestListenNoLeakOnError(t *testing.T) {
-	lowestFree := func() int {
-		fd, err := unix.Dup(0)
-		require.NoError(t, err)
-		require.NoError(t, unix.Close(fd))
-		return fd
-	}
-	before := lowestFree()
+	before := lowestFreeFD(t)
 	_, _, err := OS{}.Listen("tcp4", "192.0.2.1:0", true, 0)
 	require.ErrorIs(t, err, unix.EADDRNOTAVAIL)
-	assert.Equal(t, before, lowestFree())
+	assert.Equal(t, before, lowestFreeFD(t))
 }
 
 func TestListenReusePort(t *testing.T) {

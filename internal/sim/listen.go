@@ -64,8 +64,13 @@ func overlaps(a, b netip.Addr) bool {
 // simulation has no DNS. Port 0 picks the next free port from 20000 up.
 // A second listener on an overlapping address fails with EADDRINUSE unless
 // both set reusePort; connections are then spread among them by the
-// kernel's random source. backlog ≤ 0 means DefaultBacklog.
+// kernel's random source. backlog ≤ 0 means DefaultBacklog. The
+// simulation has no Unix domain sockets: network "unix" fails with
+// EAFNOSUPPORT.
 func (k *Kernel) Listen(network, address string, reusePort bool, backlog int) (int, unix.Sockaddr, error) {
+	if network == "unix" {
+		return -1, nil, fmt.Errorf("sim: listen unix %q: the simulation has no Unix domain sockets: %w", address, unix.EAFNOSUPPORT)
+	}
 	ip, port, err := parseAddr(network, address, true)
 	if err != nil {
 		return -1, nil, fmt.Errorf("sim: listen %s %q: %w", network, address, err)
@@ -97,6 +102,12 @@ func (k *Kernel) Listen(network, address string, reusePort bool, backlog int) (i
 	}
 	k.recordLocked(Record{Kind: KindListen, FD: fd, Text: text})
 	return fd, sockaddrOf(l.addr), nil
+}
+
+// DupListener fails: a listening socket opened elsewhere is a real one, and
+// the simulation's descriptors are not.
+func (k *Kernel) DupListener(fd int) (int, unix.Sockaddr, error) {
+	return -1, nil, fmt.Errorf("sim: cannot serve a listening socket opened outside the simulation (descriptor %d): %w", fd, unix.ENOTSUP)
 }
 
 // freePortLocked returns the next port from nextPort up that no listener

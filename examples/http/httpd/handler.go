@@ -18,7 +18,6 @@
 package httpd
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,8 +29,8 @@ import (
 
 // config is what the Options set.
 type config struct {
-	maxBody int64       // see WithMaxBodyBytes
-	tls     *tls.Config // see WithTLS
+	maxBody int64            // see WithMaxBodyBytes
+	extra   []reactor.Option // see WithServerOptions
 }
 
 // Option configures NewServer or NewHandler.
@@ -45,9 +44,13 @@ type Option func(*config)
 // input for Content-Length, in a body buffer for chunked).
 func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
 
-// WithTLS serves HTTPS with cfg (see reactor.WithTLS); nil serves plain
-// HTTP, the default. The handler sees the same bytes either way.
-func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
+// WithServerOptions adds reactor options to those NewServer passes to
+// reactor.NewServer (after them, so they win): an inherited listener
+// (reactor.WithListener) or WithReusePort, for a restart. NewHandler
+// ignores them.
+func WithServerOptions(opts ...reactor.Option) Option {
+	return func(c *config) { c.extra = append(c.extra, opts...) }
+}
 
 func newConfig(opts []Option) (config, error) {
 	c := config{maxBody: maxBodyBytes}
@@ -76,11 +79,12 @@ func NewServer(addr string, loops int, dispatcher string, log *slog.Logger, opts
 	default:
 		return nil, fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", dispatcher)
 	}
-	return reactor.NewServer(addr, newHandler(cfg), append(cfg.serverOptions(),
+	ropts := append(cfg.serverOptions(),
 		reactor.WithLoops(loops),
 		reactor.WithDispatcher(backend),
 		reactor.WithLogger(log),
-	)...)
+	)
+	return reactor.NewServer(addr, newHandler(cfg), append(ropts, cfg.extra...)...)
 }
 
 // serverOptions returns the reactor options the server needs for cfg.
@@ -91,7 +95,6 @@ func (c config) serverOptions() []reactor.Option {
 		// is consumed as it arrives and holds at most a line.)
 		reactor.WithMaxInputSize(maxHeaderBytes + int(c.maxBody) + 64<<10),
 		reactor.WithIdleTimeout(2 * time.Minute),
-		reactor.WithTLS(c.tls),
 	}
 }
 

@@ -21,9 +21,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -41,17 +43,98 @@ func RunIfChild(main func()) {
 	}
 }
 
+// Log is the log (stderr) of one or more child processes, read line by
+// line as they write it. It is safe for concurrent use.
+type Log struct {
+	mu      sync.Mutex    // guards lines, changed, ended and readErr
+	lines   []string      // lines so far
+	changed chan struct{} // closed and replaced when a line is added or the log ends
+	ended   bool          // read to its end
+	readErr error         // why reading stopped, if not EOF
+
+	readDone chan struct{} // closed when the reader has returned
+}
+
+// ReadLog reads r, line by line, on a goroutine of its own until EOF (or
+// an error), which happens once every process holding the pipe's write
+// end has closed it.
+func ReadLog(r io.Reader) *Log {
+	l := &Log{changed: make(chan struct{}), readDone: make(chan struct{})}
+	go func() {
+		defer close(l.readDone)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.add(sc.Text(), false, nil)
+		}
+		l.add("", true, sc.Err())
+	}()
+	return l
+}
+
+func (l *Log) add(line string, end bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if end {
+		l.ended, l.readErr = true, err
+	} else {
+		l.lines = append(l.lines, line)
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// WaitLine waits for a line that contains s and returns the first such
+// line, or an error if the log ends first or ctx ends.
+func (l *Log) WaitLine(ctx context.Context, s string) (string, error) {
+	for seen := 0; ; {
+		l.mu.Lock()
+		lines, ended, changed := l.lines, l.ended, l.changed
+		l.mu.Unlock()
+		for ; seen < len(lines); seen++ {
+			if strings.Contains(lines[seen], s) {
+				return lines[seen], nil
+			}
+		}
+		if ended {
+			return "", fmt.Errorf("the child's log ended without %q:\n%s", s, strings.Join(lines, "\n"))
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for %q in the child's log: %w\n%s", s, ctx.Err(), strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// Lines returns the lines read so far.
+func (l *Log) Lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
+}
+
+// Wait waits until the log has been read to its end and returns it whole,
+// with the error that stopped the reading if it was not EOF.
+func (l *Log) Wait() (string, error) {
+	<-l.readDone
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n"), l.readErr
+}
+
 // Child is a running child process and the lines of its log (stderr).
 type Child struct {
+	*Log
 	cmd *exec.Cmd
+}
 
-	mu      sync.Mutex    // guards lines, changed and ended
-	lines   []string      // stderr lines so far
-	changed chan struct{} // closed and replaced when a line is added or stderr ends
-	ended   bool          // stderr has been read to its end
-	readErr error         // why reading stderr stopped, if not EOF
-
-	readDone chan struct{} // closed when the stderr reader has returned
+// Command returns a command that runs the test binary as a child running
+// main with args, for a test that starts it its own way (Start is the
+// usual one).
+func Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envChild+"=1")
+	return cmd
 }
 
 // Start starts the test binary as a child running main with args; ctx
@@ -66,51 +149,7 @@ func Start(ctx context.Context, args ...string) (*Child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &Child{cmd: cmd, changed: make(chan struct{}), readDone: make(chan struct{})}
-	go func() {
-		defer close(c.readDone)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			c.add(sc.Text(), false, nil)
-		}
-		c.add("", true, sc.Err())
-	}()
-	return c, nil
-}
-
-func (c *Child) add(line string, end bool, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if end {
-		c.ended, c.readErr = true, err
-	} else {
-		c.lines = append(c.lines, line)
-	}
-	close(c.changed)
-	c.changed = make(chan struct{})
-}
-
-// WaitLine waits for a line of the log that contains s and returns the
-// first such line, or an error if the log ends first or ctx ends.
-func (c *Child) WaitLine(ctx context.Context, s string) (string, error) {
-	for seen := 0; ; {
-		c.mu.Lock()
-		lines, ended, changed := c.lines, c.ended, c.changed
-		c.mu.Unlock()
-		for ; seen < len(lines); seen++ {
-			if strings.Contains(lines[seen], s) {
-				return lines[seen], nil
-			}
-		}
-		if ended {
-			return "", fmt.Errorf("the child's log ended without %q:\n%s", s, strings.Join(lines, "\n"))
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return "", fmt.Errorf("waiting for %q in the child's log: %w", s, ctx.Err())
-		}
-	}
+	return &Child{Log: ReadLog(stderr), cmd: cmd}, nil
 }
 
 var addrField = regexp.MustCompile(`\baddr=(\S+)`)
@@ -153,12 +192,8 @@ func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
 // log. err is set only if the child could not be waited for or was killed
 // (by a signal, or because Start's ctx ended).
 func (c *Child) Wait() (code int, log string, err error) {
-	<-c.readDone
+	log, rerr := c.Log.Wait() // cmd.Wait closes the pipe: read it all first
 	werr := c.cmd.Wait()
-	c.mu.Lock()
-	log = strings.Join(c.lines, "\n")
-	rerr := c.readErr
-	c.mu.Unlock()
 	var exit *exec.ExitError
 	switch {
 	case werr == nil:
