@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -508,4 +509,32 @@ func TestTLSLockedLoops(t *testing.T) {
 	srv := startTLSEcho(t, nil, WithLockOSThread(true))
 	c := dialTLS(t, srv.Addr(), clientTLSConfig())
 	echoLoopback(t, c, "locked")
+}
+
+// TestTLSOverUnixSocket: the TLS layer does not care what carries the
+// bytes: a Unix-domain listener serves TLS as a TCP one does.
+func TestTLSOverUnixSocket(t *testing.T) {
+	name := fmt.Sprintf("@reactor-tls-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	srv, err := NewServer("unix:"+name, HandlerFuncs{Message: func(c *Conn, in *Buffer) {
+		if c.TLS() == nil {
+			_, _ = c.Write([]byte("no TLS state"))
+			return
+		}
+		_, _ = c.Write(in.Next(in.Len()))
+	}}, WithLoops(1), WithTLS(serverTLSConfig()))
+	require.NoError(t, err)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve() }()
+	defer func() {
+		require.NoError(t, srv.Shutdown(context.Background()))
+		require.ErrorIs(t, <-errc, ErrServerClosed)
+	}()
+	raw, err := net.DialTimeout("unix", name, 10*time.Second)
+	require.NoError(t, err)
+	cfg := clientTLSConfig()
+	cfg.ServerName = "localhost"
+	c := tls.Client(raw, cfg)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+	echoLoopback(t, c, "over a Unix socket")
 }
