@@ -32,18 +32,20 @@ func (enosysKernel) DupListener(int) (int, unix.Sockaddr, error) { return -1, ni
 func (enosysKernel) Accept(int) (int, netip.AddrPort, error) {
 	return -1, netip.AddrPort{}, unix.ENOSYS
 }
-func (enosysKernel) Socketpair() ([2]int, error)            { return [2]int{-1, -1}, unix.ENOSYS }
-func (enosysKernel) Read(int, []byte) (int, error)          { return 0, unix.ENOSYS }
-func (enosysKernel) Readv(int, [][]byte) (int, error)       { return 0, unix.ENOSYS }
-func (enosysKernel) Write(int, []byte) (int, error)         { return 0, unix.ENOSYS }
-func (enosysKernel) Writev(int, [][]byte) (int, error)      { return 0, unix.ENOSYS }
-func (enosysKernel) Shutdown(int, int) error                { return unix.ENOSYS }
-func (enosysKernel) Close(int) error                        { return unix.ENOSYS }
-func (enosysKernel) SetsockoptInt(int, int, int, int) error { return unix.ENOSYS }
-func (enosysKernel) SetLinger(int, int) error               { return unix.ENOSYS }
-func (enosysKernel) Getsockname(int) (unix.Sockaddr, error) { return nil, unix.ENOSYS }
-func (enosysKernel) Getpeername(int) (unix.Sockaddr, error) { return nil, unix.ENOSYS }
-func (enosysKernel) Now() time.Duration                     { return 0 }
+func (enosysKernel) Connect(unix.Sockaddr) (int, error)       { return -1, unix.ENOSYS }
+func (enosysKernel) Socketpair() ([2]int, error)              { return [2]int{-1, -1}, unix.ENOSYS }
+func (enosysKernel) Read(int, []byte) (int, error)            { return 0, unix.ENOSYS }
+func (enosysKernel) Readv(int, [][]byte) (int, error)         { return 0, unix.ENOSYS }
+func (enosysKernel) Write(int, []byte) (int, error)           { return 0, unix.ENOSYS }
+func (enosysKernel) Writev(int, [][]byte) (int, error)        { return 0, unix.ENOSYS }
+func (enosysKernel) Shutdown(int, int) error                  { return unix.ENOSYS }
+func (enosysKernel) Close(int) error                          { return unix.ENOSYS }
+func (enosysKernel) SetsockoptInt(int, int, int, int) error   { return unix.ENOSYS }
+func (enosysKernel) SetLinger(int, int) error                 { return unix.ENOSYS }
+func (enosysKernel) GetsockoptInt(int, int, int) (int, error) { return 0, unix.ENOSYS }
+func (enosysKernel) Getsockname(int) (unix.Sockaddr, error)   { return nil, unix.ENOSYS }
+func (enosysKernel) Getpeername(int) (unix.Sockaddr, error)   { return nil, unix.ENOSYS }
+func (enosysKernel) Now() time.Duration                       { return 0 }
 
 // fakeRead is one arrival on a fakeKernel socket: data, or an error if err
 // is set. An empty data with a nil err is the peer's end of file.

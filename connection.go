@@ -1,6 +1,6 @@
-// This file holds Conn (the C design's tcp_connection): one accepted TCP
-// connection, its input and output buffers and its life from OnOpen to
-// OnClose. A Conn is owned by the event loop it was registered on; Write,
+// This file holds Conn (the C design's tcp_connection): one connection,
+// accepted or dialled, its input and output buffers and its life from
+// OnOpen to OnClose, and the pause of its reading. A Conn is owned by the event loop it was registered on; Write,
 // Close, CloseWrite, Buffered, LocalAddr and RemoteAddr are safe from any
 // goroutine and reach the loop through the loop's flush queue.
 
@@ -150,8 +150,9 @@ const (
 	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
 )
 
-// Conn is one connection served by an event loop: TCP, or a Unix domain
-// socket stream (see NewServer), which behaves the same but for its
+// Conn is one connection served by an event loop, accepted by a Server or
+// dialled by Client.Dial or EventLoop.Dial: TCP, or a Unix domain socket
+// stream (see NewServer, EventLoop.Dial), which behaves the same but for its
 // addresses (RemoteAddr) and the TCP options that do not apply to it.
 //
 // Ownership: the loop the connection was registered on owns it; every
@@ -183,6 +184,7 @@ type Conn struct {
 	eof      bool // the peer shut down its write side
 	stopRead bool // the server is draining: read no more
 	paused   bool // output above the high-water mark: reading paused
+	readOff  bool // the handler paused reading (PauseRead)
 	waitW    bool // the kernel buffer was full: EventWrite registered
 	shutDone bool // shutdown(SHUT_WR) has been done
 	drained  bool // closed because of the server's graceful shutdown
@@ -404,9 +406,10 @@ func (c *Conn) register() {
 }
 
 // open makes a connection whose descriptor is registered for EventRead
-// live: it enters the loop's channel map and, over TLS, begins its
-// handshake (OnOpen follows the handshake); otherwise it is ready at once.
-// Loop goroutine.
+// live: it enters the loop's channel map and its timeouts start; over
+// TLS its handshake begins (OnOpen follows the handshake), otherwise it is
+// ready and OnOpen runs at once. An accepted connection comes here from
+// register, a dialled one once its connect has completed. Loop goroutine.
 func (c *Conn) open() {
 	l := c.loop
 	l.channels.set(c.ch.fd, c)
@@ -466,6 +469,8 @@ func (c *Conn) handleEvent(ev Events) {
 			// output to write nothing else would notice it, and a
 			// level-triggered backend would report it forever.
 			c.readFailure()
+		case c.readOff && c.ch.interest&EventRead == 0 && !c.waitW:
+			c.pausedFailure()
 		}
 	}
 	if ev&EventWrite != 0 && c.state == connOpen {
@@ -479,7 +484,72 @@ func (c *Conn) handleEvent(ev Events) {
 // stops it. The last is read atomically, so that a Close made anywhere stops
 // OnMessage as soon as the loop sees it, before the close is carried out.
 func (c *Conn) canRead() bool {
-	return c.state == connOpen && !c.eof && !c.stopRead && !c.paused && !c.has(sharedCloseReq)
+	return c.state == connOpen && !c.eof && !c.stopRead && !c.paused && !c.readOff && !c.has(sharedCloseReq)
+}
+
+// PauseRead stops reading from the connection until ResumeRead: no
+// OnMessage runs meanwhile, and what the peer sends waits in the kernel,
+// whose receive window, once full, stops the peer from sending more (TCP's
+// own flow control). A proxy pauses the side it reads from while the other
+// side's output is above its high-water mark (see WatermarkHandler), so
+// that a fast sender cannot fill the memory of a slow receiver.
+//
+// It composes with the high-water-mark pause: the connection reads only
+// when neither pauses it. A paused connection still writes, still closes
+// (Close, CloseWrite, timeouts), and still learns of a reset by its peer
+// (OnClose with the error); the peer's end of file, arriving behind bytes
+// not yet read, is seen once reading resumes. Repeated calls are harmless.
+//
+// Loop goroutine only: call it from a callback of any connection of the
+// same loop (a proxy's pair shares a loop), or from a task or timer of
+// that loop; from another goroutine, c.Loop().Submit(c.PauseRead).
+func (c *Conn) PauseRead() {
+	c.readOff = true
+	c.updateInterest()
+}
+
+// ResumeRead lets a connection paused with PauseRead read again. Input
+// left unconsumed in its Buffer before the pause is handed to OnMessage
+// with the next bytes that arrive, not at once. Loop goroutine only, as
+// PauseRead.
+func (c *Conn) ResumeRead() {
+	if !c.readOff {
+		return
+	}
+	c.readOff = false
+	c.updateInterest()
+}
+
+// eventDetached is set in a channel's interest while its descriptor is
+// not registered with the Dispatcher at all (see pausedFailure): a Modify
+// would then fail, and an Add is due instead.
+const eventDetached Events = 1 << 30
+
+// pausedFailure handles readiness for reading that a connection paused by
+// its handler did not ask for. The Dispatcher contract reports it only for
+// a socket that failed (EPOLLERR: a reset) or is finished in both
+// directions (EPOLLHUP: our FIN sent, by CloseWrite, and the peer's
+// received), whatever the interest, and a level-triggered backend reports
+// it on every Wait. A pending error ends the connection now, as a read
+// would; it is taken with SO_ERROR, which leaves the unread bytes alone.
+// A hang-up without one leaves those bytes and the peer's end of file to be
+// read when the handler resumes; until then the descriptor is taken out of
+// the Dispatcher, so that the loop does not spin on it.
+func (c *Conn) pausedFailure() {
+	l := c.loop
+	soerr, err := l.k.GetsockoptInt(c.ch.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	if err == nil && soerr != 0 {
+		err = unix.Errno(soerr)
+	}
+	if err != nil {
+		c.closeNow(c.opError("read", err))
+		return
+	}
+	if err := l.d.Delete(c.ch.fd); err != nil {
+		c.closeNow(c.opError("epoll_ctl", err))
+		return
+	}
+	c.ch.interest = eventDetached
 }
 
 // handleRead reads once (the loop is level-triggered: what is left is
@@ -831,7 +901,16 @@ func (c *Conn) setInterest(want Events) {
 	if want == c.ch.interest {
 		return
 	}
-	if err := c.loop.d.Modify(c.ch.fd, want); err != nil {
+	var err error
+	switch {
+	case c.ch.interest&eventDetached == 0:
+		err = c.loop.d.Modify(c.ch.fd, want)
+	case want == 0:
+		return // stays out of the Dispatcher until it waits for something
+	default:
+		err = c.loop.d.Add(c.ch.fd, want)
+	}
+	if err != nil {
 		c.closeNow(c.opError("epoll_ctl", err))
 		return
 	}
@@ -962,7 +1041,7 @@ func (c *Conn) closeNow(err error) {
 	c.setLocked(sharedWClosed | sharedCloseReq)
 	if out := c.out; out != nil {
 		if out.Len() > 0 && err == nil {
-			err = fmt.Errorf("%w: %d bytes of output not flushed", ErrServerClosed, out.Len())
+			err = fmt.Errorf("%w: %d bytes of output not flushed", l.closedErr(), out.Len())
 		}
 		putBuffer(out)
 		c.out = nil
@@ -980,8 +1059,12 @@ func (c *Conn) closeNow(err error) {
 	}
 	fd := c.ch.fd
 	if registered {
-		if derr := l.d.Delete(fd); derr != nil && !errors.Is(derr, ErrDispatcherClosed) {
-			l.log.Error("reactor: deregistering connection", "loop", l.name, "fd", fd, "err", derr)
+		// A detached descriptor (see pausedFailure) is not in the
+		// Dispatcher: nothing to delete.
+		if c.ch.interest&eventDetached == 0 {
+			if derr := l.d.Delete(fd); derr != nil && !errors.Is(derr, ErrDispatcherClosed) {
+				l.log.Error("reactor: deregistering connection", "loop", l.name, "fd", fd, "err", derr)
+			}
 		}
 		l.channels.del(fd)
 		l.conns--

@@ -31,6 +31,27 @@
 // elsewhere instead: one passed by systemd's socket activation (see
 // SystemdListeners) or handed over by the process a restart replaces.
 //
+// # Clients and proxies
+//
+// The same loops serve connections the process dials. NewClient starts
+// loops for a program that only dials; Client.Dial returns a connection
+// once it is open and OnOpen has run, without blocking any loop (the
+// connect is non-blocking, and host names are resolved off the loops):
+//
+//	cl, err := reactor.NewClient(h, reactor.WithLoops(2))
+//	c, err := cl.Dial(ctx, "tcp", "127.0.0.1:6379")
+//	c.Write(req)          // replies reach h.OnMessage on c's loop
+//	cl.Shutdown(ctx)
+//
+// A callback dials with EventLoop.Dial on its connection's own loop, so the
+// two connections of a proxied pair share one goroutine and relay without
+// locks; the result comes later on that loop, as OnOpen of the new
+// connection or DialErrorHandler.OnDialError, never both, so a failed dial
+// has no OnClose. WithTLS makes a Client's dials TLS, and DialTLS one
+// EventLoop.Dial's. Conn.PauseRead and ResumeRead stop and restart reading
+// one connection, which a proxy does to one side while the other side's
+// output is above its high-water mark. examples/proxy puts it together.
+//
 // # How it works
 //
 // The parts keep the names of the C teaching framework this design comes
@@ -64,16 +85,19 @@
 //
 // # Errors
 //
-// Sentinel errors (ErrServerClosed, ErrConnClosed, ErrIdleTimeout,
-// ErrWriteTimeout, ErrInputTooLarge, ErrHandlerPanic) work with errors.Is.
+// Sentinel errors (ErrServerClosed, ErrClientClosed, ErrConnClosed,
+// ErrIdleTimeout, ErrWriteTimeout, ErrDialTimeout, ErrInputTooLarge,
+// ErrHandlerPanic) work with errors.Is. A failed dial is a *net.OpError
+// with Op "dial", wrapping the cause (syscall.ECONNREFUSED, ...).
 // OnClose receives nil when a connection ended in order and otherwise the
 // reason, for example an error wrapping syscall.ECONNRESET for a reset by
 // the peer.
 //
 // # Testing
 //
-// Sim is a simulated network: a Server built with WithDispatcher(s.Dispatcher),
-// where s is the *Sim, runs unchanged over virtual sockets, a virtual clock
-// and injected faults, and a test steps it deterministically from its own
-// goroutine.
+// Sim is a simulated network: a Server or Client built with
+// WithDispatcher(s.Dispatcher), where s is the *Sim, runs unchanged over
+// virtual sockets, a virtual clock and injected faults, and a test steps it
+// deterministically from its own goroutine; Sim.Listen stands up the
+// servers that code under test dials.
 package reactor

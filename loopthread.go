@@ -1,7 +1,8 @@
 // This file holds the loop pool (the C design's thread_pool and
-// event_loop_thread): the goroutine each event loop runs on, and the load
-// balancer that picks the loop for a new connection. The balancer runs on
-// the main loop's goroutine only.
+// event_loop_thread): the load balancer that picks the loop for a new
+// connection (a Server's runs on the main loop's goroutine only), and the
+// goroutine identity that tells whether a call comes from a loop. The loop
+// goroutines themselves are group.runLoop.
 
 package reactor
 
@@ -41,36 +42,11 @@ func (lb LoadBalancer) String() string {
 	return fmt.Sprintf("LoadBalancer(%d)", int(lb))
 }
 
-// runLoop is the body of one loop goroutine (the C design's
-// event_loop_thread).
-func (s *Server) runLoop(l *EventLoop) {
-	defer s.wg.Done()
-	if s.cfg.lockOSThread {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-	}
-	if err := l.Run(); err != nil {
-		s.log.Error("reactor: event loop failed", "loop", l.name, "err", err)
-		s.mu.Lock()
-		if s.err == nil {
-			s.err = err
-		}
-		s.mu.Unlock()
-		s.stopAll(true)
-	}
-}
-
 // pick chooses the loop for a new connection. acceptLoop goroutine.
 func (s *Server) pick(peer netip.AddrPort) *EventLoop {
 	switch s.cfg.balancer {
 	case LeastConns:
-		best := s.loops[0]
-		for _, l := range s.loops[1:] {
-			if l.numConns.Load() < best.numConns.Load() {
-				best = l
-			}
-		}
-		return best
+		return leastConns(s.loops)
 	case SourceHash:
 		if !peer.IsValid() {
 			break // a Unix socket's client has no address: round-robin
@@ -86,6 +62,19 @@ func (s *Server) pick(peer netip.AddrPort) *EventLoop {
 	l := s.loops[s.rr%len(s.loops)]
 	s.rr++
 	return l
+}
+
+// leastConns returns the loop with the fewest connections (ties go to the
+// first). The counts are read without a lock: a concurrent change can only
+// make the choice one connection less balanced.
+func leastConns(loops []*EventLoop) *EventLoop {
+	best := loops[0]
+	for _, l := range loops[1:] {
+		if l.numConns.Load() < best.numConns.Load() {
+			best = l
+		}
+	}
+	return best
 }
 
 // goroutineID returns the calling goroutine's number, as the runtime prints

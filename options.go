@@ -1,6 +1,6 @@
-// This file holds the Server's functional options and the configuration
-// they build. A config is filled in by NewServer before any goroutine starts
-// and is read-only afterwards.
+// This file holds the functional options of a Server and a Client and the
+// configuration they build. A config is filled in by NewServer or NewClient
+// before any goroutine starts and is read-only afterwards.
 
 package reactor
 
@@ -15,8 +15,10 @@ import (
 	"time"
 )
 
-// Option configures a Server. Options are applied in order by NewServer,
-// which validates the result and returns an error for nonsense values.
+// Option configures a Server or a Client. Options are applied in order by
+// NewServer or NewClient, which validate the result and return an error for
+// nonsense values, and, for a Client, for the options that only make sense
+// for a server (see NewClient).
 type Option func(*config)
 
 type config struct {
@@ -33,6 +35,7 @@ type config struct {
 	idleTimeout    time.Duration
 	writeTimeout   time.Duration
 	lingerTimeout  time.Duration
+	dialTimeout    time.Duration
 	lockOSThread   bool
 	recoverPanics  bool
 	backlog        int
@@ -52,6 +55,7 @@ const (
 	DefaultHighWaterMark  = 4 << 20
 	DefaultMaxInputSize   = 4 << 20
 	DefaultLingerTimeout  = 5 * time.Second
+	DefaultDialTimeout    = 30 * time.Second
 	// LingerMaxBytes is how much input a lingering connection reads and
 	// discards before it gives up on the peer's EOF and resets the
 	// connection (see WithLingerTimeout).
@@ -79,6 +83,7 @@ func defaultConfig() config {
 		highWaterMark:  DefaultHighWaterMark,
 		maxInputSize:   DefaultMaxInputSize,
 		lingerTimeout:  DefaultLingerTimeout,
+		dialTimeout:    DefaultDialTimeout,
 		recoverPanics:  true,
 		logger:         slog.Default(),
 
@@ -117,6 +122,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithWriteTimeout(%v): must be >= 0", c.writeTimeout)
 	case c.lingerTimeout < 0:
 		return fmt.Errorf("reactor: WithLingerTimeout(%v): must be >= 0", c.lingerTimeout)
+	case c.dialTimeout < 0:
+		return fmt.Errorf("reactor: WithDialTimeout(%v): must be >= 0", c.dialTimeout)
 	case c.backlog < 0:
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
@@ -156,11 +163,34 @@ func (c *config) validateListeners() error {
 	return nil
 }
 
+// validateClient rejects, for NewClient, the options that only mean
+// something to a server: there is no listening socket (WithReusePort,
+// WithBacklog, WithListener), no connection a client accepts and could refuse
+// (WithMaxConns: a client opens exactly the connections it dials), and no
+// source address to hash when the client picks a loop for a dial
+// (SourceHash).
+func (c *config) validateClient() error {
+	switch {
+	case c.reusePort:
+		return fmt.Errorf("reactor: NewClient: WithReusePort applies to a server's listener only")
+	case c.backlog != 0:
+		return fmt.Errorf("reactor: NewClient: WithBacklog applies to a server's listener only")
+	case c.maxConns != 0:
+		return fmt.Errorf("reactor: NewClient: WithMaxConns limits accepted connections; a client opens only those it dials")
+	case c.balancer == SourceHash:
+		return fmt.Errorf("reactor: NewClient: WithLoadBalancer(SourceHash) hashes a client's address; a Client picks a loop per dial with RoundRobin or LeastConns")
+	case c.listenersSet:
+		return fmt.Errorf("reactor: NewClient: WithListener and WithListeners apply to a server only")
+	}
+	return nil
+}
+
 // WithLoops sets the number of sub-reactors: event loops, each on its own
 // goroutine, that serve connections while the main loop only accepts. 0
 // selects the single-reactor mode, where one loop accepts and serves
-// everything. Default: runtime.GOMAXPROCS(0). More loops than cores add
-// context switches, not throughput.
+// everything. For a Client, the number of loops its connections are spread
+// over; 0 and 1 both mean one. Default: runtime.GOMAXPROCS(0). More loops
+// than cores add context switches, not throughput.
 func WithLoops(n int) Option { return func(c *config) { c.loops = n } }
 
 // WithDispatcher selects the readiness backend: Epoll, Poll, or a
@@ -182,21 +212,23 @@ func WithDispatcher(f DispatcherFactory) Option { return func(c *config) { c.dis
 // unless net.ipv4.tcp_migrate_req is 1 (Linux 5.14 or later), which passes
 // them to another socket of the port: a graceful Shutdown logs a warning
 // when that is not so. With WithListeners, the server serves the sockets
-// it is given, one loop each, instead of binding its own.
+// it is given, one loop each, instead of binding its own. A server option:
+// NewClient rejects it.
 func WithReusePort(on bool) Option { return func(c *config) { c.reusePort = on } }
 
 // WithLoadBalancer chooses how the main loop assigns new connections to
 // loops: RoundRobin (the default), LeastConns or SourceHash. Ignored with
-// WithReusePort or a single loop.
+// WithReusePort or a single loop. A Client uses it to pick the loop of each
+// Client.Dial (RoundRobin or LeastConns; SourceHash is an error there).
 func WithLoadBalancer(lb LoadBalancer) Option { return func(c *config) { c.balancer = lb } }
 
-// WithTCPNoDelay sets TCP_NODELAY on accepted connections (Nagle's algorithm
-// off). Default: true, as in Go's net package; a server that flushes once per
+// WithTCPNoDelay sets TCP_NODELAY on accepted and dialled TCP connections
+// (Nagle's algorithm off). Default: true, as in Go's net package; a server that flushes once per
 // loop iteration already coalesces small writes.
 func WithTCPNoDelay(on bool) Option { return func(c *config) { c.noDelay = on } }
 
 // WithKeepAlive sets the TCP keep-alive idle time and probe interval of
-// accepted connections, in whole seconds up to 32767 (9h06m07s, Linux's
+// accepted and dialled TCP connections, in whole seconds up to 32767 (9h06m07s, Linux's
 // limit); 0 disables keep-alive. Default: 15s, as in Go's net package. It
 // costs the kernel a timer per connection, not the loop.
 func WithKeepAlive(d time.Duration) Option { return func(c *config) { c.keepAlive = d } }
@@ -222,8 +254,10 @@ func WithHighWaterMark(n int) Option { return func(c *config) { c.highWaterMark 
 func WithMaxInputSize(n int) Option { return func(c *config) { c.maxInputSize = n } }
 
 // WithMaxConns limits open connections: beyond n, new connections are
-// accepted and closed at once. 0 means no limit beyond the process's
-// descriptor limit. Default: 0.
+// accepted and closed at once. Connections the server dials (EventLoop.Dial)
+// count as open but are never refused. 0 means no limit beyond the
+// process's descriptor limit. Default: 0. A server option: NewClient
+// rejects it.
 func WithMaxConns(n int) Option { return func(c *config) { c.maxConns = n } }
 
 // WithIdleTimeout closes connections that see no bytes in either direction
@@ -254,6 +288,15 @@ func WithWriteTimeout(d time.Duration) Option { return func(c *config) { c.write
 // clients do, ends the linger in one round trip.
 func WithLingerTimeout(d time.Duration) Option { return func(c *config) { c.lingerTimeout = d } }
 
+// WithDialTimeout bounds every dial made by Client.Dial and EventLoop.Dial
+// (unless the dial sets its own, DialTimeout): from the call until the
+// connection is open, name resolution included. A dial that takes longer
+// fails with an error wrapping ErrDialTimeout, and its socket is closed. It
+// runs on the loop's clock (virtual time over a Sim). 0 means no timeout of
+// ours: a TCP connect then ends when the kernel gives up (about two
+// minutes of SYN retries on Linux). Default: 30s.
+func WithDialTimeout(d time.Duration) Option { return func(c *config) { c.dialTimeout = d } }
+
 // WithLockOSThread locks each event loop's goroutine to its OS thread, for
 // CPU pinning or thread-local tuning. Default: false.
 func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread = on } }
@@ -268,7 +311,7 @@ func WithLockOSThread(on bool) Option { return func(c *config) { c.lockOSThread 
 func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on } }
 
 // WithBacklog sets the listen(2) backlog. 0 (the default) uses the system's
-// maximum (net.core.somaxconn).
+// maximum (net.core.somaxconn). A server option: NewClient rejects it.
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 
 // WithTLS serves every connection over TLS, with the standard library's
@@ -373,6 +416,7 @@ func isNilListener(ln net.Listener) bool {
 	return false
 }
 
-// WithLogger sets the logger for the server's own events (accept failures,
-// handler panics, descriptor exhaustion). Default: slog.Default().
+// WithLogger sets the logger for the server's or client's own events
+// (accept failures, handler panics, descriptor exhaustion, dial failures no
+// handler hears of). Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }

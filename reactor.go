@@ -94,7 +94,8 @@ type EventLoop struct {
 	tracing    bool // record callbacks in the simulation's trace (see trace)
 	draining   bool // graceful shutdown: stop once conns reaches 0
 	tmo        loopTimeouts
-	hasAccept  bool // an acceptor is registered on this loop
+	hasAccept  bool    // an acceptor is registered on this loop
+	dials      *dialer // dials in progress (see addDial)
 	// The TLS handshakes in progress, oldest first (see admitHandshake).
 	hsHead, hsTail *Conn
 	hsCount        int
@@ -230,9 +231,9 @@ func (l *EventLoop) AfterFunc(d time.Duration, fn func()) *Timer {
 
 // Stop asks a standalone loop (NewEventLoop) to return from Run at the end
 // of its current iteration. Safe from any goroutine; calling it more than
-// once is harmless. The loops of a Server belong to the server, which hands
-// them connections: Stop refuses them with ErrServerLoop and does nothing
-// (use Server.Shutdown or Server.Close).
+// once is harmless. The loops of a Server or a Client belong to it, which
+// hands them connections: Stop refuses them with ErrServerLoop and does
+// nothing (use Shutdown or Close).
 func (l *EventLoop) Stop() error {
 	if l.g != nil {
 		return ErrServerLoop
@@ -540,6 +541,15 @@ func (l *EventLoop) flushFrom(c *Conn) (rest *Conn) {
 	return nil
 }
 
+// closedErr is the error of what a stop of the loop ends: ErrServerClosed,
+// or ErrClientClosed on a Client's loop.
+func (l *EventLoop) closedErr() error {
+	if l.g != nil && l.g.closedErr != nil {
+		return l.g.closedErr
+	}
+	return ErrServerClosed
+}
+
 // trace adds a line to the simulation's trace, interleaved with the
 // simulated kernel's own records, so a test can see which callback ran
 // when. Callers check l.tracing first, so that building the arguments costs
@@ -569,7 +579,7 @@ func (l *EventLoop) closeQueues() {
 			}
 			for _, c := range late {
 				l.numConns.Add(-1)
-				c.closeNow(ErrServerClosed) // never registered: only closes the descriptor
+				c.closeNow(l.closedErr()) // never registered: only closes the descriptor
 			}
 			return
 		}
@@ -608,17 +618,20 @@ func (l *EventLoop) handlerPanicked(r any) {
 }
 
 // exit releases what the loop holds when Run returns: every connection still
-// open is closed (their OnClose receives ErrServerClosed: their output, if
-// any, is lost), then the acceptors and the Dispatcher. Done is closed just
+// open is closed (their OnClose receives ErrServerClosed, or ErrClientClosed
+// on a Client's loop: their output, if any, is lost), after the dials in
+// progress have failed with the same error, then the acceptors and the
+// Dispatcher. Done is closed just
 // before the Dispatcher: over a stepped simulation, closing the Dispatcher
 // is what tells a driver waiting in Shutdown to look again, so the loop must
 // already count as stopped by then.
 func (l *EventLoop) exit() {
 	l.closeQueues()
+	l.failDials(l.closedErr())
 	l.channels.each(func(h eventHandler) {
 		switch h := h.(type) {
 		case *Conn:
-			h.closeNow(ErrServerClosed)
+			h.closeNow(l.closedErr())
 		case *acceptor:
 			h.close()
 		}

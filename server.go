@@ -6,7 +6,6 @@ package reactor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,7 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -43,11 +41,9 @@ type Server struct {
 	acceptLoop *EventLoop // the main loop, when one loop accepts for all; else nil
 	rr         int        // round-robin cursor; owned by acceptLoop
 
-	mu    sync.Mutex // guards state and serveErr
+	mu    sync.Mutex // guards state and err
 	state int
-	wg    sync.WaitGroup // the loop goroutines
-	done  chan struct{}  // closed when Serve's loops have all returned
-	err   error          // the first loop failure, returned by Serve
+	err   error // the first loop failure, returned by Serve
 
 	// lnMu is held while a listening descriptor is closed (acceptor.close,
 	// on its loop, or in release) or duplicated (ListenerFiles, on any
@@ -55,14 +51,6 @@ type Server struct {
 	// freed it for another file.
 	lnMu       sync.Mutex
 	handedOver bool // ListenerFiles succeeded; guarded by lnMu
-}
-
-// simDriver is implemented by the mock dispatcher when its simulation is
-// stepped: loops over it only run when the simulation is driven, so a
-// Shutdown or Close waiting for the loops must drive it until done() holds
-// (or cancel is closed, then it returns false).
-type simDriver interface {
-	runUntil(done func() bool, cancel <-chan struct{}, horizon time.Duration) bool
 }
 
 // NewServer creates a server for h listening on addr. It binds the socket
@@ -93,26 +81,16 @@ type simDriver interface {
 // and closes at once, and NewServer fails with an error wrapping
 // syscall.EADDRINUSE. A file that is not a socket is never removed.
 func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
-	if h == nil {
-		return nil, errors.New("reactor: NewServer: nil Handler")
-	}
-	cfg := defaultConfig()
-	for _, opt := range opts {
-		if opt == nil {
-			return nil, errors.New("reactor: NewServer: nil Option")
-		}
-		opt(&cfg)
-	}
-	if err := cfg.validate(); err != nil {
+	s := &Server{}
+	if err := s.init("NewServer", h, opts, ErrServerClosed); err != nil {
 		return nil, err
 	}
-	if err := cfg.validateServer(); err != nil {
+	if err := s.cfg.validateServer(); err != nil {
 		return nil, err
 	}
-	if len(cfg.listeners) > 0 && addr != "" {
+	if len(s.cfg.listeners) > 0 && addr != "" {
 		return nil, fmt.Errorf("reactor: NewServer(%q) with WithListener: pass \"\" as the address, the listener has one", addr)
 	}
-	s := &Server{group: group{cfg: cfg, handler: h, log: cfg.logger}, done: make(chan struct{})}
 	if err := s.build(addr); err != nil {
 		s.release()
 		return nil, err
@@ -148,14 +126,6 @@ func (s *Server) build(addr string) error {
 		s.acceptLoop = s.loops[0]
 	} else if s.acceptLoop != nil {
 		s.acceptLoop.waitSubs = len(s.loops)
-	}
-	s.k = s.allLoops[0].k
-	if md := simDispatcher(s.allLoops[0].d); md != nil {
-		s.driver = md
-		s.tracef = md.simKernel().Tracef
-		for _, l := range s.allLoops {
-			l.tracing = true
-		}
 	}
 
 	listenOn := s.loops
@@ -254,18 +224,11 @@ func dupListener(k kernel.Interface, ln net.Listener) (fd int, sa unix.Sockaddr,
 }
 
 func (s *Server) newLoop(name string) (*EventLoop, error) {
-	d, err := s.cfg.dispatcher()
+	l, err := s.group.newLoop(name)
 	if err != nil {
-		return nil, fmt.Errorf("reactor: creating dispatcher: %w", err)
+		return nil, err
 	}
-	l := newEventLoop(name, d, &s.group, s.log, s.cfg.readBufferSize)
 	l.srv = s
-	l.recoverOn = s.cfg.recoverPanics
-	if len(s.allLoops) > 0 && l.k != s.allLoops[0].k {
-		_ = d.Close() // not yet used by anything
-		return nil, errors.New("reactor: WithDispatcher: the factory's dispatchers do not share one network")
-	}
-	s.allLoops = append(s.allLoops, l)
 	return l, nil
 }
 
@@ -279,23 +242,6 @@ func listenAddrOrNil(network, addr string) net.Addr {
 		return net.TCPAddrFromAddrPort(ap)
 	}
 	return nil
-}
-
-// release closes the listeners and dispatchers of a server whose loops never
-// ran.
-func (s *Server) release() {
-	for _, a := range s.acceptors {
-		a.close()
-	}
-	for _, l := range s.allLoops {
-		_ = l.d.Close() // nothing is registered any more
-		l.mu.Lock()
-		l.closedQ = true
-		l.tasks, l.timerIn = nil, nil
-		l.mu.Unlock()
-		l.state.Store(loopStopped)
-		close(l.done)
-	}
 }
 
 // Addr returns the address the server listens on: a *net.TCPAddr, with the
@@ -339,7 +285,7 @@ func (s *Server) Serve() error {
 	s.mu.Unlock()
 
 	for _, l := range s.allLoops {
-		go s.runLoop(l)
+		go s.runLoop(l, s.loopFailed)
 	}
 	s.wg.Wait()
 	close(s.done)
@@ -367,15 +313,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.beginStop(false) {
 		return nil
 	}
-	if s.onLoop() {
-		return ErrInLoop
-	}
-	if err := s.waitLoops(ctx.Done()); err != nil {
-		s.stopAll(true)
-		_ = s.waitLoops(nil)
-		return ctx.Err()
-	}
-	return nil
+	return s.finishStop(ctx, s.stopAll)
 }
 
 // Close stops the server at once: it closes the listeners and every
@@ -388,22 +326,18 @@ func (s *Server) Close() error {
 	if !s.beginStop(true) {
 		return nil
 	}
-	if s.onLoop() {
-		return ErrInLoop
-	}
-	return s.waitLoops(nil)
+	return s.finishStop(context.Background(), s.stopAll)
 }
 
-// onLoop reports whether the calling goroutine runs one of the server's
-// event loops.
-func (s *Server) onLoop() bool {
-	id := goroutineID()
-	for _, l := range s.allLoops {
-		if l.gid.Load() == id {
-			return true
-		}
+// loopFailed ends the server when one of its loops has failed: Serve
+// returns err.
+func (s *Server) loopFailed(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
 	}
-	return false
+	s.mu.Unlock()
+	s.stopAll(true)
 }
 
 // beginStop moves the server towards closed. It returns false if the loops
@@ -484,49 +418,14 @@ func (s *Server) stopAll(hard bool) {
 	}
 }
 
-// waitLoops waits until every loop has returned (driving the simulation if
-// the loops run over one), or cancel is closed. It returns an error only on
-// cancel.
-func (s *Server) waitLoops(cancel <-chan struct{}) error {
-	if s.driver != nil && !s.driver.runUntil(s.loopsStopped, cancel, s.shutdownHorizon()) {
-		return context.Canceled
-	}
-	select {
-	case <-s.done:
-		return nil
-	case <-cancel:
-		return context.Canceled
-	}
-}
-
-// shutdownHorizon is how far a stepped simulation's clock may move while a
-// Shutdown or Close waits for the loops: a minute beyond the linger timeout,
-// time for lingering closes and for what handlers do on their own timers
-// when told of the shutdown (ShutdownHandler), but bounded, so that a timer
-// that rearms itself for ever cannot keep the shutdown going. Virtual time
-// passes only while the simulation is otherwise idle.
-func (s *Server) shutdownHorizon() time.Duration {
-	return deadlineAfter(s.k.Now(), deadlineAfter(s.cfg.lingerTimeout, time.Minute))
-}
-
-// loopsStopped reports whether every loop has returned from Run.
-func (s *Server) loopsStopped() bool {
-	for _, l := range s.allLoops {
-		select {
-		case <-l.done:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// beginDrain starts a graceful stop of l: its acceptor closes, every
+// beginDrain starts a graceful stop of l: its dials in progress fail (with
+// ErrServerClosed or ErrClientClosed), its acceptor closes, every
 // connection is drained (see Conn.drain), and the loop returns from Run when
 // the last one has closed. A handler that panics in OnShutdown ends only its
 // own connection; the others are still drained. Loop goroutine.
 func (l *EventLoop) beginDrain() {
 	l.draining = true
+	l.failDials(l.closedErr())
 	l.channels.each(func(h eventHandler) {
 		switch h := h.(type) {
 		case *acceptor:
@@ -629,29 +528,6 @@ func (s *Server) takeSlot() bool {
 	}
 }
 
-// setSockopts applies TCP_NODELAY and keep-alive. Failures are logged, not
-// fatal: the connection works without them.
-func (s *Server) setSockopts(fd int) {
-	if s.cfg.noDelay {
-		if err := s.k.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1); err != nil {
-			s.log.Debug("reactor: TCP_NODELAY", "err", err)
-		}
-	}
-	if ka := s.cfg.keepAlive; ka > 0 {
-		secs := int(ka / time.Second)
-		for _, o := range [...]struct{ level, opt, v int }{
-			{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, secs},
-			{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, secs},
-		} {
-			if err := s.k.SetsockoptInt(fd, o.level, o.opt, o.v); err != nil {
-				s.log.Debug("reactor: keep-alive", "err", err)
-				break
-			}
-		}
-	}
-}
-
 // serverStats are the server-wide counters, touched once per connection (not
 // per message), so atomics are cheap enough.
 type serverStats struct {
@@ -660,4 +536,6 @@ type serverStats struct {
 	rejected     atomic.Int64
 	acceptErrors atomic.Int64
 	fdExhausted  atomic.Int64
+	dialed       atomic.Int64
+	dialErrors   atomic.Int64
 }

@@ -60,7 +60,11 @@ import (
 // does, with an optional limit (SetFDLimit) that makes accept fail with
 // EMFILE. A Dial is established at once and what a client writes arrives
 // at once (as far as the server's receive buffer allows; the rest waits in
-// the client, see SimConn.Pending). Latency, packet loss and
+// the client, see SimConn.Pending). Connections the code under test dials
+// (Client.Dial, EventLoop.Dial) reach listeners the test holds
+// (Sim.Listen), or the server's own; their connects are established,
+// refused, held in progress by a full accept queue, or failed and lost by
+// a FaultConnect, as a kernel's are. Latency, packet loss and
 // retransmission are not simulated: they are invisible to a server anyway,
 // which only sees reads and writes succeed, come up short or fail, and
 // those Fault injects. internal/sim's comparison test runs the same
@@ -315,7 +319,9 @@ func (s *Sim) RunUntilIdle() { s.k.RunUntilIdle() }
 // of a timer or a connection timeout, runs until idle, and so on, and
 // finally to Now()+d. So every timer fires at exactly its deadline, in
 // order, and a timer that schedules another one before Now()+d sees it fire
-// too. Nothing else moves the clock.
+// too. Nothing else moves the clock, but the stop function of Start, and
+// Shutdown, Close and Client.Dial while they wait for what the simulation
+// must do for them (a linger, a dial timeout).
 func (s *Sim) Advance(d time.Duration) { s.k.Advance(d) }
 
 // Now returns the virtual time: 0 when the Sim was created, moved only by
@@ -329,7 +335,7 @@ func (s *Sim) Now() time.Duration { return s.k.Now() }
 // a test script, and a wrong one is a bug in the test, best reported at
 // the line that made it.
 func (s *Sim) Inject(f Fault) FaultID {
-	if f.Op < FaultRead || f.Op > FaultClose {
+	if f.Op < FaultRead || f.Op > FaultConnect {
 		panic(fmt.Sprintf("reactor: Sim.Inject: unknown FaultOp %d", f.Op))
 	}
 	sf := sim.Fault{
@@ -411,7 +417,9 @@ func (s *Sim) SetTrace(on bool) { s.k.SetTrace(on) }
 func (s *Sim) Tracef(format string, args ...any) { s.k.Tracef(format, args...) }
 
 // SimConn is a client connected to a server over a Sim: the test's end of
-// a simulated TCP connection, made by Sim.Dial. Its methods never block
+// a simulated TCP connection, made by Sim.Dial; or the test's end of a
+// connection that the code under test dialled, accepted from a
+// SimListener, where "the server" below means the dialling side. Its methods never block
 // and only change the simulation's state: the server reacts when the test
 // next drives the simulation (RunUntilIdle, Step, Advance). They are safe
 // for concurrent use. Injected faults never apply to a SimConn's own
@@ -528,6 +536,73 @@ func (c *SimConn) ID() int { return c.c.ID() }
 // String returns "c<ID>", as the trace names the client.
 func (c *SimConn) String() string { return c.c.String() }
 
+// Listen binds a listening socket that the test holds at addr
+// ("host:port": an IP literal, "localhost" or empty for every address;
+// port 0 picks a free port, see SimListener.Addr), for the code under test
+// to dial: the upstream server of a proxy, the server of a Client.
+// Connections dialled to it (EventLoop.Dial, Client.Dial) are established
+// at once while its accept queue has room (SimListener.SetBacklog), and the
+// test takes its end of each with SimListener.Accept: a *SimConn, driven
+// exactly like a client's. A connect to an address where nothing listens
+// is refused (ECONNREFUSED). A Sim.Dial client does not reach a
+// SimListener: it is for the connections the server side makes. It fails
+// with EADDRINUSE when something already listens on addr.
+func (s *Sim) Listen(addr string) (*SimListener, error) {
+	l, err := s.k.NewListener(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &SimListener{l: l}, nil
+}
+
+// SimListener is a listening socket held by the test, made by Sim.Listen:
+// the test's side of the servers the code under test connects to. Its
+// methods never block and are safe for concurrent use; like a SimConn's,
+// they only change the simulation's state.
+type SimListener struct {
+	l *sim.Listener
+}
+
+// Accept returns the test's end of the oldest established connection, or
+// syscall.EAGAIN when none waits (drive the simulation to let the code
+// under test dial). With none established and a connect held in progress
+// because the accept queue was full, it completes that connect and returns
+// it. After Close it returns net.ErrClosed. The SimConn is numbered with
+// the clients (c1, c2, ... in the trace); what the dialling side writes
+// before it is accepted waits in it, as in a real accept queue.
+func (l *SimListener) Accept() (*SimConn, error) {
+	c, err := l.l.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &SimConn{c: c}, nil
+}
+
+// Addr returns the address the listener is bound to (*net.TCPAddr), with
+// the port chosen for port 0.
+func (l *SimListener) Addr() net.Addr { return l.l.Addr() }
+
+// SetBacklog sets how many established connections may wait to be
+// accepted (128 until it is called). A connect beyond it stays in progress
+// — the dialling side sees nothing, as on Linux, whose listener drops the
+// SYN while its queue is full — until Accept makes room, or until the
+// dialler's timeout ends it. SetBacklog(0) makes every connect wait for
+// Accept: with a test that never accepts, a connect that never completes.
+func (l *SimListener) SetBacklog(n int) { l.l.SetBacklog(n) }
+
+// Pending returns how many connections wait to be accepted: established,
+// and held in progress because the queue was full.
+func (l *SimListener) Pending() (established, inProgress int) { return l.l.Pending() }
+
+// Close stops listening: established connections not yet accepted are
+// reset, connects in progress are refused. It returns net.ErrClosed when
+// repeated.
+func (l *SimListener) Close() error { return l.l.Close() }
+
+// String returns the listener's name in the trace: l1, l2, ... in the
+// order the test's listeners were made.
+func (l *SimListener) String() string { return l.l.String() }
+
 // ServerFD returns the descriptor of the server's end of the connection,
 // as the trace and the callback lines show it (fd=7): -1 until the server
 // has accepted the connection, and again once it has closed it.
@@ -545,6 +620,7 @@ const (
 	FaultAccept                      // accept4(2) on the listening socket
 	FaultShutdown                    // shutdown(2), as CloseWrite does
 	FaultClose                       // close(2): the descriptor is closed anyway, then the error returned
+	FaultConnect                     // connect(2) of a dial (EventLoop.Dial, Client.Dial)
 )
 
 var faultOpNames = [...]string{
@@ -553,6 +629,7 @@ var faultOpNames = [...]string{
 	FaultAccept:   sim.OpAccept.String(),
 	FaultShutdown: sim.OpShutdown.String(),
 	FaultClose:    sim.OpClose.String(),
+	FaultConnect:  sim.OpConnect.String(),
 }
 
 func _() {
@@ -562,12 +639,13 @@ func _() {
 	_ = x[int(FaultAccept)-int(sim.OpAccept)]
 	_ = x[int(FaultShutdown)-int(sim.OpShutdown)]
 	_ = x[int(FaultClose)-int(sim.OpClose)]
+	_ = x[int(FaultConnect)-int(sim.OpConnect)]
 }
 
-// String returns the call's name: "read", "write", "accept", "shutdown" or
-// "close", as the trace shows it.
+// String returns the call's name: "read", "write", "accept", "shutdown",
+// "close" or "connect", as the trace shows it.
 func (o FaultOp) String() string {
-	if o >= FaultRead && o <= FaultClose {
+	if o >= FaultRead && o <= FaultConnect {
 		return faultOpNames[o]
 	}
 	return fmt.Sprintf("FaultOp(%d)", uint8(o))
@@ -584,12 +662,20 @@ func (o FaultOp) String() string {
 //	s.Inject(reactor.Fault{Op: reactor.FaultWrite, Short: true})
 //	// One accept in ten fails with EMFILE.
 //	s.Inject(reactor.Fault{Op: reactor.FaultAccept, Err: syscall.EMFILE, Probability: 0.1})
+//	// The next dial is refused; the one after never completes.
+//	s.Inject(reactor.Fault{Op: reactor.FaultConnect, Err: syscall.ECONNREFUSED, Times: 1})
+//	s.Inject(reactor.Fault{Op: reactor.FaultConnect, Err: syscall.ETIMEDOUT, Times: 1})
 //
 // Errors: syscall.ECONNRESET and EPIPE reset the connection, as RSTs
 // crossing would: each end keeps what it had received and loses its bytes
 // in flight; the client reads what it had, then ECONNRESET; on the server
 // later reads see EOF (after a failed write, the bytes that had arrived
 // first) and writes EPIPE.
+// FaultConnect ends a dial's connect with Err, as an RST or an ICMP error
+// answering its SYN would (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ...):
+// the dial fails with an error wrapping it. Err syscall.ETIMEDOUT instead
+// loses the SYN: the connect never completes, and the dial ends by its
+// timeout (WithDialTimeout), in virtual time.
 // Every other error is transient and changes nothing: EAGAIN and EINTR (the
 // server must try again later), EMFILE or ENFILE on accept (the connection
 // stays queued), ECONNABORTED on accept, and so on.
@@ -603,14 +689,17 @@ func (o FaultOp) String() string {
 // A Fault is malformed, and Inject panics, if Op is not one of the
 // FaultOp constants, if it has neither or both of Err and Short, Short with
 // an Op other than FaultRead or FaultWrite, a negative Times, a
-// Probability outside [0, 1], or a Conn from another Sim. When several
+// Probability outside [0, 1], a Conn from another Sim, or a Conn with
+// FaultConnect (the connection does not exist yet). When several
 // faults match one call, the one injected first fires, error faults before
 // Short ones. Each firing is a "fault" line in the trace.
 type Fault struct {
 	Op FaultOp
 	// Conn, if not nil, limits the fault to the server's end of this
-	// client's connection (it need not be accepted yet). nil means every
-	// connection, or every listener for FaultAccept.
+	// client's connection (it need not be accepted yet), or, for a SimConn
+	// accepted from a SimListener, to the dialling side's end. nil means
+	// every connection, every listener for FaultAccept, every dial for
+	// FaultConnect.
 	Conn *SimConn
 	// Err is the error the call returns: syscall.EAGAIN, syscall.EINTR,
 	// syscall.ECONNRESET, syscall.EPIPE, syscall.EMFILE, ... (the

@@ -14,13 +14,16 @@ import (
 	"syscall"
 )
 
-// Stats is a snapshot of a server's counters, from Server.Stats.
+// Stats is a snapshot of a server's or a client's counters, from
+// Server.Stats or Client.Stats.
 type Stats struct {
 	Open         int64 // connections open now
 	Accepted     int64 // connections accepted, including the rejected ones
 	Rejected     int64 // connections closed at once by WithMaxConns
 	AcceptErrors int64 // accept(2) failures other than descriptor exhaustion
 	FDExhausted  int64 // accept(2) failures with EMFILE or ENFILE
+	Dialed       int64 // connections established by Client.Dial and EventLoop.Dial
+	DialErrors   int64 // dials that failed (refused, timed out, cancelled, ...)
 	Closed       CloseStats
 	BytesRead    int64
 	BytesWritten int64
@@ -47,7 +50,7 @@ type TLSStats struct {
 type CloseStats struct {
 	Peer          int64 // the peer closed (EOF) and we finished in order
 	Local         int64 // Close or CloseWrite on our side, then an orderly end
-	Shutdown      int64 // closed by Server.Shutdown or Server.Close
+	Shutdown      int64 // closed by Shutdown or Close (of the Server or Client)
 	Reset         int64 // ECONNRESET
 	IdleTimeout   int64 // ErrIdleTimeout
 	WriteTimeout  int64 // ErrWriteTimeout
@@ -116,7 +119,7 @@ func closeReason(c *Conn, err error) int {
 		return closePeer
 	case err == nil:
 		return closeLocal
-	case errors.Is(err, ErrServerClosed):
+	case errors.Is(err, ErrServerClosed), errors.Is(err, ErrClientClosed):
 		return closeShutdown
 	case errors.Is(err, syscall.ECONNRESET):
 		return closeReset
@@ -134,17 +137,22 @@ func closeReason(c *Conn, err error) int {
 
 // Stats returns a snapshot of the server's counters. Safe from any
 // goroutine; it takes each loop's task-queue lock briefly and nothing else.
-func (s *Server) Stats() Stats {
+func (s *Server) Stats() Stats { return s.snapshot() }
+
+// snapshot is Stats for a Server or a Client.
+func (g *group) snapshot() Stats {
 	st := Stats{
-		Open:         s.stats.open.Load(),
-		Accepted:     s.stats.accepted.Load(),
-		Rejected:     s.stats.rejected.Load(),
-		AcceptErrors: s.stats.acceptErrors.Load(),
-		FDExhausted:  s.stats.fdExhausted.Load(),
-		Loops:        make([]LoopStats, 0, len(s.loops)),
+		Open:         g.stats.open.Load(),
+		Accepted:     g.stats.accepted.Load(),
+		Rejected:     g.stats.rejected.Load(),
+		AcceptErrors: g.stats.acceptErrors.Load(),
+		FDExhausted:  g.stats.fdExhausted.Load(),
+		Dialed:       g.stats.dialed.Load(),
+		DialErrors:   g.stats.dialErrors.Load(),
+		Loops:        make([]LoopStats, 0, len(g.loops)),
 	}
 	var closed [numCloseReasons]int64
-	for _, l := range s.allLoops {
+	for _, l := range g.allLoops {
 		ls := LoopStats{
 			Name:         l.name,
 			Conns:        l.numConns.Load(),

@@ -250,25 +250,25 @@ func (c *Conn) TLS() *tls.ConnectionState {
 }
 
 // openDialled makes a connection this process dialled live, as open does
-// for an accepted one: with WithTLS it first runs the client's side of the
-// handshake, with cfg.ServerName, when empty, the host of address (the
-// "host:port" dialled). done, if not nil, is told how it ended once the
-// handshake has (right after OnOpen, even if OnOpen panicked, or with the
-// error after the connection has been dropped without OnOpen or OnClose);
-// without TLS, right after OnOpen. Loop goroutine; c's descriptor must be
-// registered for EventRead, as open requires.
-func (c *Conn) openDialled(address string, done func(*Conn, error)) {
+// for an accepted one: with cfg (not nil) it first runs the client's side
+// of the TLS handshake, with cfg.ServerName, when empty, the host of
+// address (the "host:port" dialled). done, if not nil, is told how it
+// ended once the handshake has (right after OnOpen, even if OnOpen
+// panicked, or with the error after the connection has been dropped
+// without OnOpen or OnClose); without TLS, right after OnOpen. Loop
+// goroutine; c's descriptor must be registered for EventRead, as open
+// requires.
+func (c *Conn) openDialled(address string, cfg *tls.Config, done func(*Conn, error)) {
 	l := c.loop
-	cfg := l.g.cfg.tlsConfig
+	l.channels.set(c.ch.fd, c)
+	l.conns++
 	if cfg == nil {
 		if done != nil {
 			defer done(c, nil)
 		}
-		c.open()
+		c.ready()
 		return
 	}
-	l.channels.set(c.ch.fd, c)
-	l.conns++
 	c.startTLS(clientConfig(cfg, address), true, done)
 }
 
@@ -300,7 +300,7 @@ func (c *Conn) startTLS(cfg *tls.Config, client bool, done func(*Conn, error)) {
 	if l.draining {
 		// Accepted as the server began its shutdown: a connection that
 		// has not opened has nothing to drain.
-		c.closeNow(ErrServerClosed)
+		c.closeNow(l.closedErr())
 		return
 	}
 	if d := l.g.cfg.tlsHandshakeTimeout; d > 0 {

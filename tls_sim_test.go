@@ -9,10 +9,13 @@ package reactor
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"testing"
@@ -680,4 +683,81 @@ func TestTLSTimeoutsSim(t *testing.T) {
 		assert.Equal(t, "bye", string(data))
 		assert.ErrorIs(t, err, io.EOF)
 	})
+}
+
+// TestTLSClientOverSim: a Client with WithTLS dials a Server with WithTLS
+// on the same simulation, both sides reactor's, with reads and writes cut
+// short: the client's handshake runs on its loop as the server's does,
+// Dial returns once OnOpen has run with the handshake done, and the echo
+// comes back whole. A server the client cannot verify fails the dial as a
+// refused connect does: an error, no OnOpen, no OnClose, counted.
+func TestTLSClientOverSim(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		for seed := int64(1); seed <= 3; seed++ {
+			t.Run(fmt.Sprintf("trusted=%v/seed=%d", trusted, seed), func(t *testing.T) {
+				r := startTLSSim(t, seed, newRecorder())
+				r.s.Inject(Fault{Op: FaultRead, Short: true, Probability: 0.5})
+				r.s.Inject(Fault{Op: FaultWrite, Short: true, Probability: 0.5})
+				cfg := simTLSClientConfig()
+				cfg.ServerName = "" // taken from the address dialled
+				if !trusted {
+					cfg.RootCAs = nil // the system's roots do not know the test's certificate
+				}
+				crec := newRecorder()
+				got := make(chan string, 1)
+				crec.msg = func(c *Conn, in *Buffer) {
+					if in.Len() >= len("over TLS") {
+						got <- string(in.Next(in.Len()))
+					}
+				}
+				cl, err := NewClient(crec, WithDispatcher(r.s.Dispatcher), WithLoops(1),
+					WithTLS(cfg), WithLogger(slog.New(slog.DiscardHandler)))
+				require.NoError(t, err)
+				defer func() { assert.NoError(t, cl.Shutdown(context.Background())) }()
+
+				c, err := cl.Dial(context.Background(), "tcp", simAddr)
+				if !trusted {
+					var uerr x509.UnknownAuthorityError
+					assert.ErrorAs(t, err, &uerr)
+					var op *net.OpError
+					if assert.ErrorAs(t, err, &op) {
+						assert.Equal(t, "dial", op.Op)
+					}
+					assert.Nil(t, c)
+					crec.mu.Lock()
+					assert.Empty(t, crec.opened)
+					assert.Empty(t, crec.closed)
+					crec.mu.Unlock()
+					st := cl.Stats()
+					assert.Equal(t, int64(1), st.DialErrors)
+					assert.Zero(t, st.Dialed)
+					assert.Equal(t, int64(1), st.TLS.Failed)
+					assert.Zero(t, st.Open)
+					return
+				}
+				require.NoError(t, err)
+				require.NotNil(t, c.TLS(), "OnOpen and Dial come after the handshake")
+				assert.True(t, c.TLS().HandshakeComplete)
+				crec.mu.Lock()
+				assert.Contains(t, crec.opened, c)
+				crec.mu.Unlock()
+				_, err = c.Write([]byte("over TLS"))
+				require.NoError(t, err)
+				r.s.k.RunUntilIdle()
+				select {
+				case msg := <-got:
+					assert.Equal(t, "over TLS", msg)
+				default:
+					t.Fatal("no echo")
+				}
+				assert.Equal(t, int64(1), cl.Stats().TLS.Handshakes)
+				assert.Equal(t, int64(1), r.srv.Stats().TLS.Handshakes)
+				require.NoError(t, c.Close()) // close_notify, FIN, linger until the server's EOF
+				r.s.k.RunUntilIdle()
+				cr, ok := crec.closeOf(c)
+				require.True(t, ok, "closed")
+				assert.NoError(t, cr.err)
+			})
+		}
+	}
 }

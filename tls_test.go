@@ -365,12 +365,12 @@ func TestTLSWritesFromGoroutines(t *testing.T) {
 	assert.Equal(t, []int{chunks, chunks, chunks, chunks}, next, "every byte before the close_notify")
 }
 
-// TestTLSDialledConnection runs the client's side of the handshake on a
-// connection the loop did not accept, as a Client's dial hands it over
-// (openDialled): ServerName comes from the address dialled, OnOpen
-// follows the handshake, done is told; a server it cannot verify fails
-// the handshake with no OnOpen and no OnClose.
-func TestTLSDialledConnection(t *testing.T) {
+// TestTLSClientDial: a Client with WithTLS dials Go's crypto/tls server
+// over loopback: ServerName comes from the address dialled, Dial returns
+// after the handshake and OnOpen, ALPN is negotiated, and Close sends
+// close_notify; a server it cannot verify fails the dial with no OnOpen
+// and no OnClose, and the server sees the client's alert.
+func TestTLSClientDial(t *testing.T) {
 	for _, trusted := range []bool{true, false} {
 		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -401,48 +401,26 @@ func TestTLSDialledConnection(t *testing.T) {
 			cfg := clientTLSConfig()
 			cfg.ServerName = "" // taken from the address
 			cfg.NextProtos = []string{"x-test"}
-			cfg.Certificates = []tls.Certificate{testCert}
-			srv, err := NewServer("127.0.0.1:0", h, WithLoops(1), WithTLS(cfg), WithLogger(slog.New(slog.DiscardHandler)))
+			cl, err := NewClient(h, WithLoops(1), WithTLS(cfg), WithLogger(slog.New(slog.DiscardHandler)))
 			require.NoError(t, err)
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve() }()
-			defer func() {
-				require.NoError(t, srv.Shutdown(context.Background()))
-				require.ErrorIs(t, <-errc, ErrServerClosed)
-			}()
-
-			fd, peer := connectRaw(t, ln.Addr().(*net.TCPAddr))
-			type result struct {
-				c   *Conn
-				err error
-			}
-			res := make(chan result, 1)
-			l := srv.loops[0]
-			require.NoError(t, l.Submit(func() {
-				// What the dialer does once its connect has completed.
-				c := newConn(l, fd, peer, h)
-				if err := l.d.Add(fd, EventRead); err != nil {
-					res <- result{nil, err}
-					return
-				}
-				c.ch.interest = EventRead
-				l.numConns.Add(1)
-				srv.stats.open.Add(1)
-				c.openDialled(ln.Addr().String(), func(c *Conn, err error) { res <- result{c, err} })
-			}))
-			r := <-res
+			defer func() { assert.NoError(t, cl.Shutdown(context.Background())) }()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			c, err := cl.Dial(ctx, "tcp", ln.Addr().String())
 			if !trusted {
 				var uerr x509.UnknownAuthorityError
-				assert.ErrorAs(t, r.err, &uerr)
-				assert.Nil(t, r.c)
+				assert.ErrorAs(t, err, &uerr)
+				assert.Nil(t, c)
 				assert.Error(t, <-served, "the server sees the client's alert")
 				assert.Empty(t, opened)
 				assert.Empty(t, closed)
-				assert.Equal(t, int64(1), srv.Stats().TLS.Failed)
+				st := cl.Stats()
+				assert.Equal(t, int64(1), st.TLS.Failed)
+				assert.Equal(t, int64(1), st.DialErrors)
 				return
 			}
-			require.NoError(t, r.err)
-			require.NotNil(t, r.c)
+			require.NoError(t, err)
+			require.NotNil(t, c)
 			st := <-opened
 			require.NotNil(t, st)
 			// Verified against the address's IP: crypto/tls refuses a
@@ -453,9 +431,89 @@ func TestTLSDialledConnection(t *testing.T) {
 			assert.Equal(t, "echo: hello from the dialler", <-got)
 			assert.NoError(t, <-closed)
 			assert.NoError(t, <-served)
+			assert.Equal(t, int64(1), cl.Stats().Dialed)
 		})
 	}
 }
+
+// TestTLSLoopDialFromCallback: a plain server dials a TLS upstream from
+// OnOpen with DialTLS (a server's own WithTLS is not what its upstreams
+// speak), relays the upstream's answer, and a failed handshake reaches
+// OnDialError, not OnOpen.
+func TestTLSLoopDialFromCallback(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() { served <- serveTLSOnce(ln, testCert) }()
+
+	upOpened := make(chan *tls.ConnectionState, 1)
+	relayed := make(chan string, 1)
+	dialErr := make(chan error, 1)
+	up := HandlerFuncs{
+		Open: func(c *Conn) {
+			upOpened <- c.TLS()
+			_, _ = c.Write([]byte("from a callback"))
+		},
+		Message: func(c *Conn, in *Buffer) {
+			relayed <- string(in.Next(in.Len()))
+			_ = c.Close()
+		},
+	}
+	var upAddr atomic.Pointer[string] // set by the test, read on the loop
+	upAddr.Store(new(ln.Addr().String()))
+	h := HandlerFuncs{
+		Open: func(c *Conn) {
+			cfg := clientTLSConfig()
+			cfg.NextProtos = []string{"x-test"}
+			if err := c.Loop().Dial("tcp", *upAddr.Load(), dialErrorFuncs{up, func(err error) { dialErr <- err }}, DialTLS(cfg)); err != nil {
+				dialErr <- err
+			}
+		},
+	}
+	srv := startServing(t, h)
+	client, err := net.Dial("tcp", srv.Addr().String())
+	require.NoError(t, err)
+	defer client.Close()
+	select {
+	case st := <-upOpened:
+		require.NotNil(t, st, "the dialled connection runs TLS")
+		assert.Equal(t, "x-test", st.NegotiatedProtocol)
+	case err := <-dialErr:
+		t.Fatalf("dial failed: %v", err)
+	}
+	assert.Equal(t, "echo: from a callback", <-relayed)
+	assert.NoError(t, <-served)
+
+	// An upstream that is not TLS at all: the handshake fails, reported
+	// to OnDialError.
+	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer plain.Close()
+	go func() {
+		if c, err := plain.Accept(); err == nil {
+			_, _ = c.Write([]byte("SSH-2.0-not-tls\r\n"))
+			_ = c.Close()
+		}
+	}()
+	upAddr.Store(new(plain.Addr().String()))
+	client2, err := net.Dial("tcp", srv.Addr().String())
+	require.NoError(t, err)
+	defer client2.Close()
+	err = <-dialErr
+	var op *net.OpError
+	require.ErrorAs(t, err, &op)
+	assert.Equal(t, "dial", op.Op)
+	assert.Empty(t, upOpened)
+}
+
+// dialErrorFuncs is a Handler that also implements DialErrorHandler.
+type dialErrorFuncs struct {
+	HandlerFuncs
+	onDialError func(error)
+}
+
+func (d dialErrorFuncs) OnDialError(err error) { d.onDialError(err) }
 
 // serveTLSOnce accepts one connection on ln with Go's crypto/tls server,
 // echoes the first message back prefixed with "echo: ", and waits for the
@@ -541,4 +599,47 @@ func TestTLSOverUnixSocket(t *testing.T) {
 	defer c.Close()
 	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
 	echoLoopback(t, c, "over a Unix socket")
+}
+
+// TestTLSClientDialCancelledInHandshake: a context that ends while the
+// handshake waits for a silent server ends the dial with ctx.Err(), even
+// with no handshake timeout to fall back on, and drops the connection:
+// no OnOpen, no OnClose, nothing left open.
+func TestTLSClientDialCancelledInHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			held <- c
+			cancel() // the client is connected and waits for the ServerHello
+		}
+	}()
+	var calls atomic.Int32
+	h := HandlerFuncs{
+		Open:  func(*Conn) { calls.Add(1) },
+		Close: func(*Conn, error) { calls.Add(1) },
+	}
+	cl, err := NewClient(h, WithLoops(1), WithTLS(clientTLSConfig()), WithTLSHandshakeTimeout(0),
+		WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, cl.Shutdown(context.Background())) }()
+	c, err := cl.Dial(ctx, "tcp", ln.Addr().String())
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Nil(t, c)
+	sc := <-held
+	defer sc.Close()
+	// The client's end is closed: the server reads its hello, then EOF.
+	require.NoError(t, sc.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = io.Copy(io.Discard, sc)
+	assert.NoError(t, err, "EOF after the ClientHello")
+	assert.Zero(t, calls.Load())
+	st := cl.Stats()
+	assert.Zero(t, st.Open)
+	assert.Equal(t, int64(1), st.TLS.Failed)
+	assert.Equal(t, int64(1), st.DialErrors)
 }

@@ -46,6 +46,16 @@ type Interface interface {
 	// a unix.Sockaddr, because a server that holds many connections pays
 	// for every byte accepting one leaves behind.
 	Accept(fd int) (nfd int, peer netip.AddrPort, err error)
+	// Connect creates a non-blocking, close-on-exec stream socket of sa's
+	// family (*unix.SockaddrInet4, *unix.SockaddrInet6 or
+	// *unix.SockaddrUnix) and starts connect(2) to sa. It returns the
+	// descriptor and nil when the connection is established at once (as a
+	// Unix-domain connect is), the descriptor and exactly unix.EINPROGRESS
+	// while it is being established (the descriptor becomes writable when
+	// the attempt ends; GetsockoptInt(SO_ERROR) then tells how), or -1 and
+	// the error, wrapped with os.NewSyscallError ("socket" or "connect"),
+	// when it failed at once; no descriptor is left open then.
+	Connect(sa unix.Sockaddr) (fd int, err error)
 	// Socketpair returns a connected pair of non-blocking stream sockets.
 	// The dispatcher contract tests use it.
 	Socketpair() (fds [2]int, err error)
@@ -65,6 +75,11 @@ type Interface interface {
 	// SetsockoptInt is setsockopt(2) with an int value (TCP_NODELAY,
 	// SO_KEEPALIVE, TCP_KEEPIDLE, ...).
 	SetsockoptInt(fd, level, opt, value int) error
+	// GetsockoptInt is getsockopt(2) for an int value. With SOL_SOCKET and
+	// SO_ERROR it returns the socket's pending error as an errno value (0
+	// for none) and clears it, as the kernel does: how a non-blocking
+	// connect ended.
+	GetsockoptInt(fd, level, opt int) (int, error)
 	// SetLinger sets SO_LINGER: sec < 0 turns it off (the default); sec >= 0
 	// turns it on with a timeout of sec seconds. With 0 seconds, close(2)
 	// aborts the connection: it sends RST instead of FIN and discards what

@@ -194,6 +194,44 @@ func (OS) Socketpair() ([2]int, error) {
 	return unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 }
 
+// Connect creates a socket and starts a non-blocking connect(2) to sa (see
+// Interface.Connect). EINTR counts as EINPROGRESS: the kernel goes on with
+// the handshake after the signal, and the descriptor becomes writable when it
+// ends, as connect(2) says. A Unix-domain connect never waits: it succeeds, or
+// fails at once (ENOENT, ECONNREFUSED, or EAGAIN when the listener's backlog
+// is full, which package net reports as an error too).
+func (OS) Connect(sa unix.Sockaddr) (int, error) {
+	family, proto := 0, 0
+	switch sa.(type) {
+	case *unix.SockaddrInet4:
+		family, proto = unix.AF_INET, unix.IPPROTO_TCP
+	case *unix.SockaddrInet6:
+		family, proto = unix.AF_INET6, unix.IPPROTO_TCP
+	case *unix.SockaddrUnix:
+		family = unix.AF_UNIX
+	default:
+		return -1, os.NewSyscallError("socket", unix.EAFNOSUPPORT)
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	switch err := unix.Connect(fd, sa); err {
+	case nil:
+		return fd, nil
+	case unix.EINPROGRESS, unix.EINTR:
+		return fd, unix.EINPROGRESS
+	default:
+		_ = unix.Close(fd) // already failing; err says why
+		return -1, os.NewSyscallError("connect", err)
+	}
+}
+
+// GetsockoptInt is getsockopt(2) for an int value.
+func (OS) GetsockoptInt(fd, level, opt int) (int, error) {
+	return unix.GetsockoptInt(fd, level, opt)
+}
+
 // Shutdown is shutdown(2).
 func (OS) Shutdown(fd int, how int) error { return unix.Shutdown(fd, how) }
 

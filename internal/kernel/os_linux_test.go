@@ -35,7 +35,19 @@ func skipWithoutIPv6(t *testing.T) {
 // hang-up pending), failing the test after ioTimeout.
 func waitReadable(t *testing.T, fd int) {
 	t.Helper()
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	waitPoll(t, fd, unix.POLLIN, "readable")
+}
+
+// waitWritable blocks in poll(2) until fd is writable (or failed), failing
+// the test after ioTimeout.
+func waitWritable(t *testing.T, fd int) {
+	t.Helper()
+	waitPoll(t, fd, unix.POLLOUT, "writable")
+}
+
+func waitPoll(t *testing.T, fd int, events int16, what string) {
+	t.Helper()
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	deadline := time.Now().Add(ioTimeout)
 	for {
 		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
@@ -43,7 +55,7 @@ func waitReadable(t *testing.T, fd int) {
 			continue
 		}
 		require.NoError(t, err)
-		require.Equal(t, 1, n, "fd %d not readable within %v", fd, ioTimeout)
+		require.Equal(t, 1, n, "fd %d not %s within %v", fd, what, ioTimeout)
 		return
 	}
 }
@@ -676,4 +688,87 @@ func TestAcceptAllocatesNothing(t *testing.T) {
 	})
 	require.NoError(t, failed)
 	assert.Zero(t, allocs)
+}
+
+func TestConnect(t *testing.T) {
+	k := OS{}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	t.Run("established", func(t *testing.T) {
+		fd, err := k.Connect(&unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+		if err != nil {
+			require.ErrorIs(t, err, unix.EINPROGRESS)
+			require.Equal(t, unix.EINPROGRESS, err, "in progress is the raw errno")
+		}
+		require.GreaterOrEqual(t, fd, 0)
+		closeFD(t, fd)
+		assertNonblockCloexec(t, fd)
+		waitWritable(t, fd)
+		soerr, err := k.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		require.NoError(t, err)
+		assert.Zero(t, soerr)
+		c, err := ln.Accept()
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = k.Write(fd, []byte("hi"))
+		require.NoError(t, err)
+		assert.Equal(t, []byte("hi"), readFull(t, c, 2))
+		local, err := k.Getsockname(fd)
+		require.NoError(t, err)
+		assert.Equal(t, c.RemoteAddr().(*net.TCPAddr).AddrPort(), sockaddrAddrPort(t, local))
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		// A port nobody listens on: the one of a listener just closed.
+		l2, err := net.Listen("tcp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		closedPort := l2.Addr().(*net.TCPAddr).Port
+		require.NoError(t, l2.Close())
+		fd, err := k.Connect(&unix.SockaddrInet4{Port: closedPort, Addr: [4]byte{127, 0, 0, 1}})
+		if fd < 0 {
+			assert.ErrorIs(t, err, unix.ECONNREFUSED, "refused at once")
+			return
+		}
+		closeFD(t, fd)
+		require.Equal(t, unix.EINPROGRESS, err)
+		waitWritable(t, fd)
+		soerr, err := k.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		require.NoError(t, err)
+		assert.Equal(t, unix.ECONNREFUSED, unix.Errno(soerr))
+		soerr, err = k.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		require.NoError(t, err)
+		assert.Zero(t, soerr, "reading SO_ERROR clears it")
+	})
+
+	t.Run("unix", func(t *testing.T) {
+		path := t.TempDir() + "/s.sock"
+		ul, err := net.Listen("unix", path)
+		require.NoError(t, err)
+		defer ul.Close()
+		fd, err := k.Connect(&unix.SockaddrUnix{Name: path})
+		require.NoError(t, err, "a Unix-domain connect completes at once")
+		closeFD(t, fd)
+		assertNonblockCloexec(t, fd)
+		c, err := ul.Accept()
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = k.Write(fd, []byte("u"))
+		require.NoError(t, err)
+		assert.Equal(t, []byte("u"), readFull(t, c, 1))
+
+		_, err = k.Connect(&unix.SockaddrUnix{Name: path + ".missing"})
+		assert.ErrorIs(t, err, unix.ENOENT)
+		var se *os.SyscallError
+		require.ErrorAs(t, err, &se)
+		assert.Equal(t, "connect", se.Syscall)
+	})
+
+	t.Run("bad family", func(t *testing.T) {
+		fd, err := k.Connect(&unix.SockaddrNetlink{})
+		assert.Equal(t, -1, fd)
+		assert.ErrorIs(t, err, unix.EAFNOSUPPORT)
+	})
 }

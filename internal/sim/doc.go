@@ -29,6 +29,16 @@
 // way, so scripts need not loop. (A socketpair has no send buffer, like
 // AF_UNIX.)
 //
+// The other direction is modelled too: a descriptor connects out with
+// Connect, a non-blocking connect(2), to a Listener the test holds (the
+// upstream of a proxy under test, whose accepted ends are Conns like a
+// client's) or to another descriptor's listener. The attempt is
+// established at once when the accept queue has room, stays in progress
+// while it is full (a dropped SYN that is retried when room appears), is
+// refused with no listener, and fails or never ends as a fault on
+// OpConnect says; SO_ERROR (GetsockoptInt) tells the descriptor how it
+// ended.
+//
 // TCP is modelled where a server can observe it, as Linux has it: FIN
 // (shutdown, close) is read as EOF after the bytes before it, including
 // the bytes still in flight; closing with unread bytes, or with SO_LINGER

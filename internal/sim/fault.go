@@ -20,13 +20,14 @@ const (
 	OpAccept                 // Accept
 	OpShutdown               // Shutdown
 	OpClose                  // Close: the descriptor is closed anyway, then the error returned
+	OpConnect                // Connect: the attempt ends with the error (ETIMEDOUT: never ends)
 )
 
-var opNames = [...]string{OpRead: "read", OpWrite: "write", OpAccept: "accept", OpShutdown: "shutdown", OpClose: "close"}
+var opNames = [...]string{OpRead: "read", OpWrite: "write", OpAccept: "accept", OpShutdown: "shutdown", OpClose: "close", OpConnect: "connect"}
 
 // String returns the operation's name ("read", ...).
 func (o Op) String() string {
-	if o >= OpRead && o <= OpClose {
+	if o >= OpRead && o <= OpConnect {
 		return opNames[o]
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
@@ -47,6 +48,10 @@ const AnyFD = 0
 // see EOF and EPIPE. Every other error (EAGAIN, EINTR, EMFILE on Accept,
 // ...) is transient and changes nothing: an accept that fails this way
 // leaves the connection queued. Close closes the descriptor in any case.
+// A Connect fault ends the attempt with its error, reported as the socket's
+// SO_ERROR (Connect itself still returns EINPROGRESS, as a real connect
+// whose SYN is answered by an RST or an ICMP error does), except ETIMEDOUT,
+// which loses the SYN: the connect never ends (see Kernel.Connect).
 //
 // A Short fault makes a read or write that would move n ≥ 2 bytes move a
 // random count from 1 to n-1 instead (drawn from the kernel's random
@@ -95,7 +100,7 @@ type faultState struct {
 // it.
 func (k *Kernel) Inject(f Fault) FaultID {
 	switch {
-	case f.Op < OpRead || f.Op > OpClose:
+	case f.Op < OpRead || f.Op > OpConnect:
 		panic(fmt.Sprintf("sim: Inject: unknown Op %d", f.Op))
 	case (f.Err == 0) == !f.Short:
 		panic("sim: Inject: a fault needs exactly one of Err and Short")
@@ -103,6 +108,8 @@ func (k *Kernel) Inject(f Fault) FaultID {
 		panic("sim: Inject: Short applies to OpRead and OpWrite only")
 	case f.Conn != nil && f.FD != AnyFD:
 		panic("sim: Inject: set FD or Conn, not both")
+	case f.Conn != nil && f.Op == OpConnect:
+		panic("sim: Inject: a connect fault cannot name a Conn (the connection does not exist yet)")
 	case f.FD < 0 || f.Times < 0 || f.Probability < 0 || f.Probability > 1:
 		panic(fmt.Sprintf("sim: Inject: out of range: FD %d, Times %d, Probability %v", f.FD, f.Times, f.Probability))
 	case f.Conn != nil && f.Conn.k != k:

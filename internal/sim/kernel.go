@@ -118,6 +118,8 @@ type Kernel struct {
 	listeners      []*listener // bound, not yet closed
 	nextPort       int         // where the search for a free port (":0") starts
 	nextClientPort int         // next default client port
+	ephemeral      int         // next local port of a connecting descriptor (see nextEphemeral)
+	extListeners   int         // Listeners made by tests so far; a Listener's number is its rank
 	clients        int         // Conns dialled so far; a Conn's id is its rank
 
 	pollers     []*Poller // live pollers in creation order

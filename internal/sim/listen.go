@@ -32,11 +32,27 @@ var (
 // listener is a listening socket: its bound address and its queue of
 // connections that completed the handshake and wait for Accept.
 type listener struct {
-	fd        int
+	fd        int            // -1 for a test's Listener
+	ext       int            // a test's Listener: its number (l1, l2, ...); 0 for a descriptor
 	addr      netip.AddrPort // bound address; the IP may be unspecified (all addresses)
 	reusePort bool
 	backlog   int
 	queue     []*endpoint // server ends of pending connections, oldest first
+	synq      []*endpoint // connecting descriptors held in progress while queue is full, oldest first
+	closed    bool
+}
+
+// isExt reports whether the test holds l (a Listener) rather than a
+// descriptor.
+func (l *listener) isExt() bool { return l.ext > 0 }
+
+// label names l in the trace: "l1" for a test's Listener, "fd=4" for a
+// descriptor.
+func (l *listener) label() string {
+	if l.isExt() {
+		return l.name()
+	}
+	return fmt.Sprintf("fd=%d", l.fd)
 }
 
 // accepts reports whether a connection to ip can reach l: a listener bound
@@ -129,9 +145,11 @@ func (k *Kernel) freePortLocked() int {
 	}
 }
 
-// closeListenerLocked unbinds l and resets the connections still in its
-// queue, as Linux does when a listening socket is closed.
+// closeListenerLocked unbinds l, resets the connections still in its
+// queue and refuses the connects held in progress, as Linux does when a
+// listening socket is closed.
 func (k *Kernel) closeListenerLocked(l *listener) {
+	l.closed = true
 	for i, x := range k.listeners {
 		if x == l {
 			k.listeners = append(k.listeners[:i], k.listeners[i+1:]...)
@@ -143,6 +161,10 @@ func (k *Kernel) closeListenerLocked(l *listener) {
 		e.closed = true
 	}
 	l.queue = nil
+	for _, e := range l.synq {
+		k.refuseLocked(e, unix.ECONNREFUSED)
+	}
+	l.synq = nil
 }
 
 // Accept takes the oldest pending connection from a listener and returns
@@ -189,6 +211,7 @@ func (k *Kernel) acceptLocked(fd int) (int, netip.AddrPort, unix.Errno) {
 	f.lis.queue = q[:len(q)-1]
 	e.fd = nfd
 	k.recordLocked(Record{Kind: KindAccept, FD: fd, N: nfd, Client: clientID(e), Text: e.remote.String()})
+	k.admitLocked(f.lis)
 	return nfd, netip.AddrPortFrom(e.remote.Addr().Unmap(), e.remote.Port()), 0
 }
 
@@ -252,7 +275,7 @@ func (k *Kernel) DialFrom(local, addr string) (*Conn, error) {
 	id := k.clients
 	remote := netip.AddrPortFrom(ip, uint16(port))
 	from := netip.AddrPortFrom(lip, uint16(lport))
-	l := k.routeLocked(ip, port)
+	l := k.routeLocked(ip, port, false)
 	if l == nil || len(l.queue) >= l.backlog {
 		k.recordLocked(Record{Kind: KindDial, Client: id, FD: -1, Err: unix.ECONNREFUSED, Text: from.String() + " > " + remote.String()})
 		return nil, fmt.Errorf("sim: dial %q: %w", addr, unix.ECONNREFUSED)
@@ -269,11 +292,12 @@ func (k *Kernel) DialFrom(local, addr string) (*Conn, error) {
 }
 
 // routeLocked returns the listener that a connection to ip:port reaches, or
-// nil.
-func (k *Kernel) routeLocked(ip netip.Addr, port int) *listener {
+// nil. A test's Listener is reached only by a descriptor's Connect
+// (connect true), not by a test client's Dial.
+func (k *Kernel) routeLocked(ip netip.Addr, port int, connect bool) *listener {
 	var exact, wild []*listener
 	for _, l := range k.listeners {
-		if int(l.addr.Port()) != port || !l.accepts(ip) {
+		if int(l.addr.Port()) != port || !l.accepts(ip) || (l.isExt() && !connect) {
 			continue
 		}
 		if l.addr.Addr().IsUnspecified() {

@@ -76,6 +76,12 @@ type endpoint struct {
 	closed         bool
 	reset          bool
 	err            unix.Errno
+
+	// A descriptor's connect (Connect) that has not ended: its SYN waits
+	// for room in synOn's accept queue, or was lost (synOn nil). It reports
+	// no readiness, reads and writes EAGAIN.
+	connecting bool
+	synOn      *listener
 }
 
 // room is how many more bytes this end's receive buffer accepts.
@@ -117,6 +123,9 @@ func (e *endpoint) failed() bool {
 // fails or is dropped) filtered by interest. A mere peer half-close is
 // therefore reported only to Read interest, like EPOLLIN on FIN.
 func (e *endpoint) readiness(interest uint32) uint32 {
+	if e.connecting {
+		return 0
+	}
 	if e.failed() {
 		return Read | Write
 	}
@@ -328,6 +337,8 @@ func (k *Kernel) writeLocked(fd int, iov [][]byte) (int, unix.Errno) {
 	if errno == 0 {
 		e := f.ep
 		switch {
+		case e.connecting:
+			errno = unix.EAGAIN // the connect has not ended: nothing can be sent yet
 		case e.conn.unixPair && (e.peer.closed || e.peer.rdShut):
 			// unix_stream_sendmsg checks the peer before any pending
 			// error, which it leaves for read.
@@ -420,7 +431,7 @@ func (k *Kernel) shutdownLocked(fd int, how int) unix.Errno {
 		switch {
 		case how != unix.SHUT_RD && how != unix.SHUT_WR && how != unix.SHUT_RDWR:
 			errno = unix.EINVAL
-		case f.ep.reset:
+		case f.ep.reset || f.ep.connecting:
 			errno = unix.ENOTCONN
 		}
 	}
@@ -497,6 +508,10 @@ func (k *Kernel) Close(fd int) error {
 // FIN otherwise.
 func (k *Kernel) closeEndpointLocked(f *file) {
 	e := f.ep
+	if e.connecting {
+		k.dropSynLocked(e) // the attempt is abandoned; no listener ever saw it
+		e.peer.closed = true
+	}
 	if !e.reset {
 		switch {
 		case e.recv.Len() > 0 || e.peer.sendq.Len() > 0:
@@ -638,7 +653,7 @@ func (k *Kernel) Getpeername(fd int) (unix.Sockaddr, error) {
 	case fileListener:
 		return nil, unix.ENOTCONN
 	case fileSocket:
-		if f.ep.reset {
+		if f.ep.reset || f.ep.connecting {
 			return nil, unix.ENOTCONN
 		}
 		if f.ep.conn.unixPair {

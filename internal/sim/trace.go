@@ -32,6 +32,7 @@ const (
 	KindPoller                     // a poller was created or closed: Poller, FD, Text
 	KindClock                      // the virtual clock moved (At is the new time)
 	KindNote                       // Tracef: Text
+	KindConnect                    // Connect: FD, Text = from > to (Err EINPROGRESS); then how it ended: Text, Err if it failed
 )
 
 var kindNames = [...]string{
@@ -49,6 +50,7 @@ var kindNames = [...]string{
 	KindPoller:     "poller",
 	KindClock:      "clock",
 	KindNote:       "note",
+	KindConnect:    "connect",
 }
 
 // String returns the kind's name as the trace shows it ("read", "turn").

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tcpreactor/reactor/bench/internal/proc"
 )
 
 func main() {
@@ -185,7 +187,7 @@ rounds:
 					break rounds
 				}
 				seq++
-				bgBefore := waitQuiet(*quietPct, *quietWait)
+				bgBefore := proc.WaitQuiet(*quietPct, *quietWait)
 				rec := runOne(cfg, s, w, round, seq)
 				rec.BgBeforePct = bgBefore
 				// A run that shared its cores with someone else's burst is
@@ -198,7 +200,7 @@ rounds:
 						seq, total, round, w.Name, s.Name, rec.BgCPUPct, summary(w, rec))
 					res.Replaced = append(res.Replaced, rec)
 					t := time.Now()
-					bgBefore = waitQuiet(*quietPct, *quietWait)
+					bgBefore = proc.WaitQuiet(*quietPct, *quietWait)
 					rec = runOne(cfg, s, w, round, seq)
 					rec.BgBeforePct = bgBefore
 					retrySpent += time.Since(t)
@@ -212,32 +214,6 @@ rounds:
 	res.Meta.Finished = time.Now().UTC()
 	res.Meta.LoadAvgEnd = loadAvg()
 	return writeResults(*out, res, os.Stdout)
-}
-
-// waitQuiet samples the machine's busy CPU (nothing of ours runs between
-// runs) over 500 ms windows until it is below pct percent of one core or
-// limit has passed, and returns the last sample. On a shared machine other
-// work comes in bursts; starting a run in a lull makes rounds comparable.
-// The wait is bounded so the default run keeps its length. It returns -1
-// when it did not sample.
-func waitQuiet(pct float64, limit time.Duration) float64 {
-	if limit <= 0 {
-		return -1
-	}
-	deadline := time.Now().Add(limit)
-	for {
-		a, err1 := readCPUStat()
-		t := time.Now()
-		time.Sleep(500 * time.Millisecond) // a sampling window, not a wait for an event
-		b, err2 := readCPUStat()
-		if err1 != nil || err2 != nil {
-			return -1
-		}
-		bg := 100 * (b.busy - a.busy) / time.Since(t).Seconds()
-		if bg < pct || time.Now().After(deadline) {
-			return bg
-		}
-	}
 }
 
 // benchDir finds the bench module's directory: the working directory or one

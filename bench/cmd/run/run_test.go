@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tcpreactor/reactor/bench/internal/proc"
 )
 
 func TestSummarize(t *testing.T) {
@@ -66,8 +68,8 @@ func TestCPUCount(t *testing.T) {
 
 func TestLastJSONLine(t *testing.T) {
 	out := "Running 2s test\n{\"a\":1}\nnoise {\n{\"b\":2}\n{broken\n"
-	assert.JSONEq(t, `{"b":2}`, string(lastJSONLine([]byte(out))))
-	assert.Nil(t, lastJSONLine([]byte("no json here\n")))
+	assert.JSONEq(t, `{"b":2}`, string(proc.LastJSONLine([]byte(out))))
+	assert.Nil(t, proc.LastJSONLine([]byte("no json here\n")))
 }
 
 func TestSelectWorkloads(t *testing.T) {

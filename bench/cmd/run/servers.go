@@ -4,15 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/tcpreactor/reactor/bench/internal/proc"
 )
 
 // Kinds of server, and so of workload: an echo server serves the echo and
@@ -149,123 +149,19 @@ func run(ctx context.Context, dir, name string, args ...string) error {
 	return nil
 }
 
-// pinned prefixes argv with taskset when cpus is set.
-func pinned(cpus string, argv []string) []string {
-	if cpus == "" {
-		return argv
-	}
-	return append([]string{"taskset", "-c", cpus}, argv...)
-}
-
-// tail is an io.Writer that keeps the last max bytes written, for the end of
-// a server's log in an error message. Safe for the one writer exec gives it
-// and a reader after the process is gone.
-type tail struct {
-	mu  sync.Mutex // guards buf
-	buf []byte
-	max int
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.TrimSpace(t.buf))
-}
-
-// running is a started server process, owned by the harness goroutine that
-// started it.
-type running struct {
-	cmd    *exec.Cmd
-	log    *tail
-	exited chan struct{} // closed when the process has been reaped
-	err    error         // Wait's result; read only after exited is closed
-}
-
 // startServer starts s on addr, pinned to cpus, and returns once addr
 // accepts connections, or an error if it exits or does not listen in time.
-// taskset execs the server, so the pid is the server's own.
-func startServer(s server, addr, cpus string, loops int, timeout time.Duration) (*running, error) {
-	if err := portFree(addr); err != nil {
+func startServer(s server, addr, cpus string, loops int, timeout time.Duration) (*proc.Process, error) {
+	if err := proc.PortFree(addr); err != nil {
 		return nil, err
 	}
-	argv := pinned(cpus, []string{s.Bin, "-addr", addr, "-loops", fmt.Sprint(loops)})
-	r := &running{log: &tail{max: 4096}, exited: make(chan struct{})}
-	r.cmd = exec.Command(argv[0], argv[1:]...)
-	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
-	// Its own process group, so a Ctrl-C to the harness reaches the harness
-	// first and the harness stops the server by its pid.
-	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := r.cmd.Start(); err != nil {
+	argv := proc.Pinned(cpus, []string{s.Bin, "-addr", addr, "-loops", fmt.Sprint(loops)})
+	p, err := proc.Start(s.Name, argv, nil)
+	if err != nil {
 		return nil, err
 	}
-	go func() {
-		r.err = r.cmd.Wait()
-		close(r.exited)
-	}()
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			_ = c.Close() // only a probe
-			return r, nil
-		}
-		select {
-		case <-r.exited:
-			return nil, fmt.Errorf("%s exited before listening (%v): %s", s.Name, r.err, r.log.String())
-		case <-time.After(10 * time.Millisecond): // poll interval
-		}
-		if time.Now().After(deadline) {
-			r.stop()
-			return nil, fmt.Errorf("%s did not listen on %s within %v: %s", s.Name, addr, timeout, r.log.String())
-		}
+	if err := p.WaitListening(addr, timeout); err != nil {
+		return nil, err
 	}
-}
-
-// alive reports whether the server is still running.
-func (r *running) alive() bool {
-	select {
-	case <-r.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-func (r *running) pid() int { return r.cmd.Process.Pid }
-
-// stop sends SIGTERM to the server's pid, then SIGKILL if it has not exited
-// within three seconds, and waits for it to be reaped.
-func (r *running) stop() {
-	if !r.alive() {
-		return
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM) // it may exit on its own meanwhile
-	select {
-	case <-r.exited:
-		return
-	case <-time.After(3 * time.Second):
-	}
-	_ = r.cmd.Process.Kill() // as above
-	<-r.exited
-}
-
-// portFree fails when something already listens on addr: its answers would
-// be taken for the server's.
-func portFree(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err == nil {
-		_ = c.Close() // only a probe
-		return fmt.Errorf("something already listens on %s", addr)
-	}
-	return nil // refused (or unreachable): nobody answers there
+	return p, nil
 }

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/tcpreactor/reactor/bench/internal/proc"
 )
 
 // Types of workload and the client that drives each.
@@ -152,11 +148,11 @@ func runOne(cfg *config, s server, w workload, round, seq int) record {
 		rec.Error = err.Error()
 		return rec
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	if w.Type == typeHTTP && cfg.warmup > 0 {
 		// wrk has no warm-up phase of its own: a discarded short run.
-		if _, _, err := runClient(cfg, wrkArgs(cfg, w, addr, cfg.warmup), wrkEnv(w), cfg.warmup+30*time.Second); err != nil {
+		if _, _, err := proc.RunClient(cfg.clientCPUs, wrkArgs(cfg, w, addr, cfg.warmup), wrkEnv(w), cfg.warmup+30*time.Second); err != nil {
 			rec.Error = "wrk warm-up: " + err.Error()
 			return rec
 		}
@@ -169,13 +165,13 @@ func runOne(cfg *config, s server, w workload, round, seq int) record {
 		argv = []string{filepath.Join(cfg.dir, "bin", "loadgen"), "-addr", addr,
 			"-c", strconv.Itoa(w.Conns), "-d", strconv.Itoa(w.Depth), "-s", strconv.Itoa(w.Size),
 			"-w", secs(cfg.warmup), "-t", secs(cfg.duration),
-			"-threads", strconv.Itoa(cfg.clientThreads), "-pid", strconv.Itoa(srv.pid())}
+			"-threads", strconv.Itoa(cfg.clientThreads), "-pid", strconv.Itoa(srv.Pid())}
 		if w.TLS {
 			argv = append(argv, "-tls", "13")
 		}
 	case typeIdle:
 		argv = []string{filepath.Join(cfg.dir, "bin", "idle"), "-addr", addr,
-			"-n", strconv.Itoa(w.Conns), "-pid", strconv.Itoa(srv.pid())}
+			"-n", strconv.Itoa(w.Conns), "-pid", strconv.Itoa(srv.Pid())}
 		if w.TLS {
 			argv = append(argv, "-tls")
 		}
@@ -184,19 +180,19 @@ func runOne(cfg *config, s server, w workload, round, seq int) record {
 		argv = wrkArgs(cfg, w, addr, cfg.duration)
 	}
 
-	srv0, _ := procCPU(srv.pid())
-	st0, _ := readCPUStat()
+	srv0, _ := proc.CPU(srv.Pid())
+	st0, _ := proc.MachineBusy()
 	t0 := time.Now()
-	out, clientCPU, cerr := runClient(cfg, argv, wrkEnv(w), limit)
+	out, clientCPU, cerr := proc.RunClient(cfg.clientCPUs, argv, wrkEnv(w), limit)
 	wall := time.Since(t0).Seconds()
-	srv1, _ := procCPU(srv.pid())
-	st1, _ := readCPUStat()
+	srv1, _ := proc.CPU(srv.Pid())
+	st1, _ := proc.MachineBusy()
 
-	if !srv.alive() {
-		rec.Error = fmt.Sprintf("server exited during the run (%v): %s", srv.err, srv.log.String())
+	if !srv.Alive() {
+		rec.Error = fmt.Sprintf("server exited during the run (%v): %s", srv.Err, srv.Log.String())
 		return rec
 	}
-	line := lastJSONLine(out)
+	line := proc.LastJSONLine(out)
 	if line == nil {
 		msg := "client printed no result"
 		if cerr != nil {
@@ -208,7 +204,7 @@ func runOne(cfg *config, s server, w workload, round, seq int) record {
 	rec.Raw = line
 	rec.ServerCPUPct = 100 * (srv1 - srv0) / wall
 	rec.ClientCPUPct = 100 * clientCPU / wall
-	if busy := st1.busy - st0.busy; st1.busy > 0 {
+	if busy := st1 - st0; st1 > 0 {
 		rec.BgCPUPct = math.Max(0, 100*(busy-(srv1-srv0)-clientCPU)/wall)
 	}
 	if err := fill(&rec, w, line); err != nil {
@@ -314,106 +310,3 @@ func wrkEnv(w workload) []string {
 }
 
 func secs(d time.Duration) string { return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) }
-
-// runClient runs a client pinned to the client CPUs and returns its standard
-// output and the CPU seconds it used (user+system, from its rusage).
-func runClient(cfg *config, argv, env []string, limit time.Duration) ([]byte, float64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	name := filepath.Base(argv[0])
-	argv = pinned(cfg.clientCPUs, argv)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var cpu float64
-	if cmd.ProcessState != nil {
-		cpu = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-	}
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if len(msg) > 600 {
-			msg = msg[len(msg)-600:]
-		}
-		err = fmt.Errorf("%s: %w: %s", name, err, msg)
-	}
-	return stdout.Bytes(), cpu, err
-}
-
-// lastJSONLine returns the last line of out that starts with '{'. The load
-// generator exits 1 when it found errors but still prints its line.
-func lastJSONLine(out []byte) []byte {
-	var last []byte
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l := bytes.TrimSpace(sc.Bytes()); len(l) > 0 && l[0] == '{' && json.Valid(l) {
-			last = append(last[:0], l...)
-		}
-	}
-	return last
-}
-
-// procCPU returns utime+stime of pid in seconds, from /proc/<pid>/stat.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) may hold spaces and parentheses: fields
-	// are counted from after its last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64) // field 14
-	st, err2 := strconv.ParseFloat(f[12], 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return (ut + st) / clockTicks, nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux
-// architecture Go supports (sysconf(_SC_CLK_TCK) has reported 100 there since
-// the value was frozen for user-space compatibility).
-const clockTicks = 100
-
-// cpuStat is the machine-wide line of /proc/stat, in seconds.
-type cpuStat struct {
-	// busy is all but idle and iowait: user, nice, system, irq, softirq and
-	// steal (time the hypervisor ran someone else: noise as much as a
-	// neighbour process is).
-	busy float64
-}
-
-func readCPUStat() (cpuStat, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return cpuStat{}, err
-	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 9 || f[0] != "cpu" {
-		return cpuStat{}, errors.New("unexpected /proc/stat")
-	}
-	var st cpuStat
-	for i, s := range f[1:] {
-		v, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return cpuStat{}, err
-		}
-		switch i {
-		case 3, 4: // idle, iowait
-		case 8, 9: // guest, guest_nice: already counted in user and nice
-		default:
-			st.busy += v / clockTicks
-		}
-	}
-	return st, nil
-}
