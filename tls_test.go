@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/tcpreactor/reactor/internal/selfsigned"
 )
@@ -540,18 +538,6 @@ func serveTLSOnce(ln net.Listener, cert tls.Certificate) error {
 		return fmt.Errorf("want the close_notify (io.EOF), got %v", err)
 	}
 	return nil
-}
-
-// connectRaw connects a non-blocking socket to addr, as a dialer leaves
-// it, and returns its descriptor and the peer's address.
-func connectRaw(t *testing.T, addr *net.TCPAddr) (int, netip.AddrPort) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	require.NoError(t, err)
-	sa := &unix.SockaddrInet4{Port: addr.Port}
-	copy(sa.Addr[:], addr.IP.To4())
-	require.NoError(t, unix.Connect(fd, sa))
-	require.NoError(t, unix.SetNonblock(fd, true))
-	return fd, addr.AddrPort()
 }
 
 // syncLoops waits until every loop of srv has finished what it was doing
