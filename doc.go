@@ -47,7 +47,8 @@
 // two connections of a proxied pair share one goroutine and relay without
 // locks; the result comes later on that loop, as OnOpen of the new
 // connection or DialErrorHandler.OnDialError, never both, so a failed dial
-// has no OnClose. Conn.PauseRead and ResumeRead stop and restart reading
+// has no OnClose. WithTLS makes a Client's dials TLS, and DialTLS one
+// EventLoop.Dial's. Conn.PauseRead and ResumeRead stop and restart reading
 // one connection, which a proxy does to one side while the other side's
 // output is above its high-water mark. examples/proxy puts it together.
 //

@@ -85,6 +85,9 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if err := s.init("NewServer", h, opts, ErrServerClosed); err != nil {
 		return nil, err
 	}
+	if err := s.cfg.validateServer(); err != nil {
+		return nil, err
+	}
 	if len(s.cfg.listeners) > 0 && addr != "" {
 		return nil, fmt.Errorf("reactor: NewServer(%q) with WithListener: pass \"\" as the address, the listener has one", addr)
 	}
@@ -444,6 +447,12 @@ func (l *EventLoop) stopHard() {
 // closes once its output is flushed. A connection already lingering has
 // nothing to add. Loop goroutine.
 func (c *Conn) drain() {
+	if c.state == connHandshake {
+		// Not open yet: nothing was written to it, and its OnOpen would
+		// only be followed by its close.
+		c.closeNow(ErrServerClosed)
+		return
+	}
 	if c.state != connOpen {
 		return
 	}
