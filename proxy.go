@@ -138,13 +138,39 @@ func (c *Conn) startProxy() {
 	x.proxy = &proxyState{}
 	c.mu.Unlock()
 	c.state = connHandshake
-	if l.draining {
-		c.closeNow(l.closedErr()) // nothing was said yet: nothing to drain
+	if l.draining && !c.prefaceHasInput() {
+		c.closeNow(l.closedErr()) // accepted as the server began its shutdown, and silent
 		return
 	}
 	if d := l.g.cfg.proxyHeaderTimeout; d > 0 {
 		c.startPhase(d)
 	}
+}
+
+// prefaceHasInput reports whether a connection that has not opened yet
+// (its PROXY header or TLS handshake under way) has received anything
+// from its peer: bytes taken already, or waiting in the kernel (a peek of
+// one byte). A graceful shutdown lets such a connection go on to open and
+// answer what it was sent, and closes the others. A client's handshake
+// (a dial this process made) has nothing of a peer's to lose. Loop
+// goroutine.
+func (c *Conn) prefaceHasInput() bool {
+	if x := c.x; x != nil {
+		if p := x.proxy; p != nil && p.header == nil && len(p.partial) > 0 {
+			return true
+		}
+		if t := x.tls; t != nil {
+			if t.client {
+				return false
+			}
+			if t.resume != nil {
+				return true // its handshake has begun: the ClientHello came
+			}
+		}
+	}
+	l := c.loop
+	n, _ := l.k.Peek(c.ch.fd, l.readBuf[:1])
+	return n > 0
 }
 
 // proxyPending reports whether the connection still waits for its PROXY

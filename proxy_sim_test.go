@@ -271,3 +271,49 @@ func TestProxyOptions(t *testing.T) {
 	_, err = NewClient(HandlerFuncs{}, WithProxyProtocol(true))
 	assert.ErrorContains(t, err, "WithProxyProtocol")
 }
+
+// shutdownRecorder is a recorder that implements ShutdownHandler: told of
+// the shutdown, it goes on serving until its own Close.
+type shutdownRecorder struct {
+	*recorder
+}
+
+func (shutdownRecorder) OnShutdown(*Conn) {}
+
+// TestProxyHeaderArrivingAtShutdownSim: a connection whose header and
+// first request arrived just as the graceful shutdown began is not
+// dropped: it takes its header, opens, and its ShutdownHandler answers the
+// request before closing (an HTTP server's last response). A connection
+// that has sent nothing closes at once.
+func TestProxyHeaderArrivingAtShutdownSim(t *testing.T) {
+	rec := newRecorder()
+	rec.msg = func(c *Conn, in *Buffer) {
+		_, _ = c.Write(in.Next(in.Len()))
+		_ = c.Close()
+	}
+	r := startSimHandler(t, 1, rec, shutdownRecorder{rec}, WithLoops(1), WithProxyProtocol(true))
+	silent := r.dial()
+	busy := r.dial()
+	r.s.k.RunUntilIdle() // both accepted, waiting for their headers
+	// The header and the request arrive, and the loop begins to drain
+	// before it has read them: as a task that sends them and then does
+	// what Shutdown's order to the loop does, both before the loop next
+	// looks at its sockets.
+	l := r.srv.loops[0]
+	wrote := make(chan error, 1)
+	require.NoError(t, l.Submit(func() {
+		_, err := busy.Write([]byte("PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\nlast request"))
+		wrote <- err
+		l.beginDrain()
+	}))
+	r.shutdown() // drives the simulation until the server has stopped
+	require.NoError(t, <-wrote)
+	assert.Equal(t, "last request", string(busy.ReadAll()), "answered, not dropped")
+	assert.True(t, busy.EOF(), "then closed in order")
+	assert.True(t, silent.EOF() || silent.WasReset())
+	opened, _ := rec.counts()
+	assert.Equal(t, 1, opened)
+	st := r.srv.Stats()
+	assert.Equal(t, int64(1), st.Proxy.Headers)
+	assert.Equal(t, int64(1), st.Proxy.Failed, "the silent one")
+}
