@@ -504,8 +504,8 @@ func TestNewClientRejectsServerOptions(t *testing.T) {
 type upstream struct {
 	reactor.HandlerFuncs
 	down    *reactor.Conn
-	sameOne chan bool   // OnOpen: whether it runs on down's loop
-	failed  chan error  // OnDialError
+	sameOne chan bool          // OnOpen: whether it runs on down's loop
+	failed  chan error         // OnDialError
 	closed  chan *reactor.Conn // OnClose: the connection (nil: not asked)
 }
 
