@@ -305,6 +305,12 @@ func (s *Server) Serve() error {
 // first, Shutdown closes what is left at once (as Close does) and returns
 // ctx.Err(). Calling it again, or after Close, waits for the same end.
 //
+// A connection not yet open — its PROXY header (WithProxyProtocol) or TLS
+// handshake under way — closes at once if its peer has sent nothing; one
+// whose peer has (a header, a ClientHello, a first request queued behind
+// them) goes on, within its header or handshake timeout, opens, and is
+// then drained as the others are, so that what it was sent is answered.
+//
 // Called from a Handler callback, a task or a timer (on one of the
 // server's event loops, which cannot be waited for from there), Shutdown
 // begins the shutdown and returns ErrInLoop at once; Serve returns when it
