@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"testing"
 	"time"
 
@@ -24,12 +23,7 @@ import (
 // client's bytes after the header. HAProxy's health checks come with a
 // version 2 LOCAL header, which keeps the socket's addresses.
 func TestProxyProtocolHAProxy(t *testing.T) {
-	if _, err := haproxytest.Path(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err) // CI installs haproxy: a skip there would prove nothing
-		}
-		t.Skip(err)
-	}
+	haproxytest.Require(t)
 	checked := make(chan *reactor.ProxyHeader, 1)
 	h := reactor.HandlerFuncs{
 		Open: func(c *reactor.Conn) {
@@ -64,25 +58,7 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 	require.NoError(t, err)
 	v1 := fmt.Sprintf("127.0.0.1:%d", ports[0])
 	v2 := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	cfg := fmt.Sprintf(`global
-    maxconn 64
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout check 5s
-frontend v1
-    bind %s
-    default_backend v1
-backend v1
-    server s %s send-proxy
-frontend v2
-    bind %s
-    default_backend v2
-backend v2
-    server s %s send-proxy-v2 check inter 200ms
-`, v1, srv.Addr(), v2, srv.Addr())
+	cfg := haproxytest.SendProxyConfig(v1, v2, srv.Addr().String(), "check inter 200ms")
 	p, err := haproxytest.Start(t.TempDir(), cfg, []string{v1, v2}, 30*time.Second)
 	require.NoError(t, err)
 	defer p.Stop()

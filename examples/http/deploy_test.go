@@ -35,12 +35,7 @@ import (
 // connection; and a rolling restart, one instance at a time by SIGHUP,
 // under a steady load, fails no request.
 func TestDeployGuide(t *testing.T) {
-	if _, err := haproxytest.Path(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err) // CI installs haproxy: a skip there would prove nothing
-		}
-		t.Skip(err)
-	}
+	haproxytest.Require(t)
 	undo, err := extest.Subreaper() // the successors outlive their parents
 	require.NoError(t, err)
 	defer undo()
