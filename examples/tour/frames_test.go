@@ -32,10 +32,10 @@ func frame(p []byte) []byte {
 	return append(binary.BigEndian.AppendUint16(nil, uint16(len(p))), p...)
 }
 
-// exchange sends frames one at a time, each once the previous answer has
-// come, under the given faults, and returns every answer received until
-// the server closed or reset the connection.
-func exchange(t *testing.T, seed int64, h reactor.Handler, faults []reactor.Fault, payloads [][]byte) []byte {
+// exchange sends frames under the given faults, one at a time, each once
+// the previous answer has come, or, pipelined, all at once; and returns
+// every answer received until the server closed or reset the connection.
+func exchange(t *testing.T, seed int64, h reactor.Handler, faults []reactor.Fault, payloads [][]byte, pipelined bool) []byte {
 	t.Helper()
 	s := serve(t, seed, h)
 	c := dial(t, s)
@@ -44,8 +44,18 @@ func exchange(t *testing.T, seed int64, h reactor.Handler, faults []reactor.Faul
 		s.Inject(f)
 	}
 	var got []byte
+	if pipelined {
+		var all []byte
+		for _, p := range payloads {
+			all = append(all, frame(p)...)
+		}
+		payloads = [][]byte{all}
+	}
 	for _, p := range payloads {
-		if _, err := c.Write(frame(p)); err != nil {
+		if !pipelined {
+			p = frame(p)
+		}
+		if _, err := c.Write(p); err != nil {
 			t.Logf("the server reset the connection: %v", err) // a handler that panicked, say
 			break
 		}
@@ -78,17 +88,19 @@ func TestFrames(t *testing.T) {
 		}},
 	} {
 		for seed := range int64(5) {
-			t.Run(fmt.Sprintf("%s seed %d", tc.name, seed), func(t *testing.T) {
-				got := exchange(t, seed, &Frames{Reply: upper}, tc.faults, payloads)
-				assert.Equal(t, want, got)
-			})
+			for _, pipelined := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s seed %d pipelined %v", tc.name, seed, pipelined), func(t *testing.T) {
+					got := exchange(t, seed, &Frames{Reply: upper}, tc.faults, payloads, pipelined)
+					assert.Equal(t, want, got)
+				})
+			}
 		}
 	}
 
 	t.Run("the fault breaks the naive handler", func(t *testing.T) {
 		// Without the fault the naive handler passes...
-		assert.Equal(t, want, exchange(t, 1, naiveFrames{reply: upper}, nil, payloads))
+		assert.Equal(t, want, exchange(t, 1, naiveFrames{reply: upper}, nil, payloads, false))
 		// ...and with it, it answers wrongly: the test above can fail.
-		assert.NotEqual(t, want, exchange(t, 1, naiveFrames{reply: upper}, shortReads, payloads))
+		assert.NotEqual(t, want, exchange(t, 1, naiveFrames{reply: upper}, shortReads, payloads, false))
 	})
 }
