@@ -132,7 +132,7 @@ type ShutdownHandler interface {
 // Conn states, owned by the loop.
 const (
 	connNew       uint8 = iota // created by the acceptor, not yet registered
-	connHandshake              // registered; its TLS handshake is under way, OnOpen has not run
+	connHandshake              // registered; its PROXY header or TLS handshake is under way, OnOpen has not run
 	connOpen                   // registered; OnOpen has run
 	connLinger                 // closing: output flushed, FIN sent, input read and discarded until the peer's EOF
 	connClosed                 // OnClose has run; the descriptor is closed
@@ -148,6 +148,7 @@ const (
 	sharedShutReq                        // CloseWrite was called: FIN once the output is flushed
 	sharedFlushQueued                    // c is on its loop's flush list
 	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
+	sharedProxied                        // a PROXY header gave the connection's addresses (see proxyAddr)
 )
 
 // Conn is one connection served by an event loop, accepted by a Server or
@@ -239,6 +240,9 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 // for an address that is almost always empty: RemoteAddr asks the kernel
 // (getpeername(2)) each time.
 func (c *Conn) RemoteAddr() net.Addr {
+	if a := c.proxyAddr(true); a != nil {
+		return a
+	}
 	if c.ch.unix {
 		if a := c.sockAddr(true); a != nil {
 			return a
@@ -253,6 +257,9 @@ func (c *Conn) RemoteAddr() net.Addr {
 // or "@name" its server listens on). Once the connection has closed it is
 // the server's address.
 func (c *Conn) LocalAddr() net.Addr {
+	if a := c.proxyAddr(false); a != nil {
+		return a
+	}
 	if a := c.sockAddr(false); a != nil {
 		return a
 	}
@@ -414,7 +421,18 @@ func (c *Conn) open() {
 	l := c.loop
 	l.channels.set(c.ch.fd, c)
 	l.conns++
-	if cfg := l.g.cfg.tlsConfig; cfg != nil {
+	if l.g.cfg.proxyProtocol {
+		c.startProxy() // afterProxy follows the header
+		return
+	}
+	c.afterProxy()
+}
+
+// afterProxy opens an accepted connection once its PROXY header, if it
+// needed one, has come: over TLS its handshake begins, otherwise it is
+// ready at once. Loop goroutine.
+func (c *Conn) afterProxy() {
+	if cfg := c.loop.g.cfg.tlsConfig; cfg != nil {
 		c.startTLS(cfg, false, nil)
 		return
 	}
@@ -454,6 +472,12 @@ func (c *Conn) handleEvent(ev Events) {
 		c.lingerRead()
 		return
 	case connHandshake:
+		if c.proxyPending() {
+			if ev&EventRead != 0 {
+				c.readProxyHeader()
+			}
+			return
+		}
 		c.handshakeEvent(ev)
 		return
 	default:
@@ -1052,6 +1076,9 @@ func (c *Conn) closeNow(err error) {
 		c.in = nil
 	}
 	c.untrack()
+	if was == connHandshake && c.proxyPending() {
+		c.proxyFailed(err)
+	}
 	if t := c.tlsOf(); t != nil {
 		if report := c.releaseTLS(t, was == connHandshake, err); report != nil {
 			defer report(nil, err) // last, after the descriptor is closed (deferred below)

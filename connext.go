@@ -1,7 +1,6 @@
 // This file holds connExt, the side struct behind Conn.x: everything a
 // connection may need that a plain one does not — its part in the timeout
-// lists, and the TLS layer (a PROXY-protocol header's state will join
-// them). A plain connection without timeouts keeps x nil and pays one
+// lists, the TLS layer, and the PROXY protocol header. A plain connection without timeouts keeps x nil and pays one
 // pointer for all of it; Conn stays in the allocator's 128-byte size class.
 // (The alternative, shrinking channel.fd to int32 to free room for a second
 // pointer, would spread conversions through every system call for a
@@ -14,8 +13,9 @@ package reactor
 // that Buffered and TLS, which other goroutines call, may read it under
 // the same lock; the loop reads it without.
 type connExt struct {
-	connTimeouts           // idle, write, linger and handshake deadlines
-	tls          *tlsLayer // nil on a plain connection
+	connTimeouts             // idle, write, linger and handshake deadlines
+	tls          *tlsLayer   // nil on a plain connection
+	proxy        *proxyState // the PROXY header (WithProxyProtocol); nil without
 }
 
 // ext returns the connection's extension, allocating it on first use.

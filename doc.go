@@ -52,6 +52,15 @@
 // one connection, which a proxy does to one side while the other side's
 // output is above its high-water mark. examples/proxy puts it together.
 //
+// # Behind a load balancer
+//
+// WithProxyProtocol(true) makes a server require the PROXY protocol header
+// (version 1 or 2) that HAProxy, an AWS NLB or Envoy sends before the
+// client's bytes; the loop takes it off before the TLS handshake and OnOpen,
+// and Conn.RemoteAddr, LocalAddr and ProxyHeader report what it says.
+// docs/deploy.md runs several instances behind HAProxy and restarts them one
+// at a time.
+//
 // # How it works
 //
 // docs/tour.md in the repository is a guided tour for learners: it follows

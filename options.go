@@ -46,6 +46,8 @@ type config struct {
 	tlsConfig           *tls.Config // nil: plain TCP
 	tlsHandshakeTimeout time.Duration
 	tlsMaxHandshakes    int // per loop
+	proxyProtocol       bool
+	proxyHeaderTimeout  time.Duration
 }
 
 // Defaults; each option's documentation repeats the one it changes.
@@ -89,6 +91,7 @@ func defaultConfig() config {
 
 		tlsHandshakeTimeout: DefaultTLSHandshakeTimeout,
 		tlsMaxHandshakes:    DefaultTLSMaxHandshakes,
+		proxyHeaderTimeout:  DefaultProxyHeaderTimeout,
 	}
 }
 
@@ -132,6 +135,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithTLSHandshakeTimeout(%v): must be >= 0", c.tlsHandshakeTimeout)
 	case c.tlsMaxHandshakes < 1:
 		return fmt.Errorf("reactor: WithTLSMaxHandshakes(%d): must be >= 1", c.tlsMaxHandshakes)
+	case c.proxyHeaderTimeout < 0:
+		return fmt.Errorf("reactor: WithProxyHeaderTimeout(%v): must be >= 0", c.proxyHeaderTimeout)
 	}
 	return c.validateListeners()
 }
@@ -181,6 +186,8 @@ func (c *config) validateClient() error {
 		return fmt.Errorf("reactor: NewClient: WithLoadBalancer(SourceHash) hashes a client's address; a Client picks a loop per dial with RoundRobin or LeastConns")
 	case c.listenersSet:
 		return fmt.Errorf("reactor: NewClient: WithListener and WithListeners apply to a server only")
+	case c.proxyProtocol:
+		return fmt.Errorf("reactor: NewClient: WithProxyProtocol reads a header that load balancers send to a server")
 	}
 	return nil
 }
@@ -356,6 +363,34 @@ func WithTLSHandshakeTimeout(d time.Duration) Option {
 // or two, so under a flood of handshakes that never finish it is the
 // flood's that go, and memory stays bounded. Default: 1024 per loop.
 func WithTLSMaxHandshakes(n int) Option { return func(c *config) { c.tlsMaxHandshakes = n } }
+
+// WithProxyProtocol(true) makes the server expect the PROXY protocol
+// (version 1 or 2, told apart by their signatures) on every connection it
+// accepts, as a load balancer such as HAProxy sends it with send-proxy or
+// send-proxy-v2: a header with the client's addresses before the client's
+// bytes. The header is taken off on the connection's loop before anything
+// else (before the TLS handshake with WithTLS, before OnOpen), arriving in
+// one piece or byte by byte; Conn.RemoteAddr and LocalAddr then report the
+// addresses it gives (a version 2 LOCAL header, a balancer's health check,
+// keeps the socket's), and Conn.ProxyHeader returns it, version 2's TLVs
+// included. OnMessage sees the bytes after the header, unchanged.
+//
+// The header is required, not optional: a server that took it only when
+// present would let any client that reaches it directly claim any address.
+// A connection whose header is missing, malformed, longer than 107 bytes
+// (version 1) or 4 KiB (version 2), or not complete within
+// WithProxyHeaderTimeout is closed without OnOpen or OnClose, counted in
+// Stats.Proxy, and logged at debug level only. Turn it on only for a port
+// that nothing but the load balancer can reach. Default: false.
+func WithProxyProtocol(on bool) Option { return func(c *config) { c.proxyProtocol = on } }
+
+// WithProxyHeaderTimeout bounds, with WithProxyProtocol, the time from the
+// accept to a complete PROXY header (a load balancer sends it at once, in
+// its first segment). A TLS handshake's own timeout starts after it. 0
+// removes the bound. Default: 5s.
+func WithProxyHeaderTimeout(d time.Duration) Option {
+	return func(c *config) { c.proxyHeaderTimeout = d }
+}
 
 // WithListener makes the server serve ln's listening socket instead of
 // binding one: a socket opened by another process and inherited, as under

@@ -448,9 +448,14 @@ func (l *EventLoop) stopHard() {
 // nothing to add. Loop goroutine.
 func (c *Conn) drain() {
 	if c.state == connHandshake {
-		// Not open yet: nothing was written to it, and its OnOpen would
-		// only be followed by its close.
-		c.closeNow(ErrServerClosed)
+		// Not open yet. One whose peer has said something goes on with
+		// its PROXY header or TLS handshake (bounded by their timeouts),
+		// opens, and then drains like the others (see ready): its first
+		// request is not lost. One whose peer has said nothing closes
+		// now; it has nothing to lose.
+		if !c.prefaceHasInput() {
+			c.closeNow(c.loop.closedErr())
+		}
 		return
 	}
 	if c.state != connOpen {

@@ -31,6 +31,7 @@ type Stats struct {
 	// timeout rather than the peer's EOF (see WithLingerTimeout).
 	LingerExpired int64
 	TLS           TLSStats
+	Proxy         ProxyStats
 	Loops         []LoopStats
 }
 
@@ -44,6 +45,16 @@ type TLSStats struct {
 	TimedOut   int64 // of Failed, those ended by WithTLSHandshakeTimeout
 	Evicted    int64 // of Failed, those dropped for a newer one (WithTLSMaxHandshakes)
 	InProgress int64 // handshakes that have begun and not ended, now
+}
+
+// ProxyStats counts PROXY protocol headers (see WithProxyProtocol). A
+// connection whose header fails never opens: it appears here and nowhere
+// else (not in Closed).
+type ProxyStats struct {
+	Headers  int64 // complete and valid: the connection went on
+	Local    int64 // of Headers, those that gave no addresses (LOCAL, UNKNOWN)
+	Failed   int64 // connections dropped before their header was complete: malformed, cut short, late, stopped
+	TimedOut int64 // of Failed, those ended by WithProxyHeaderTimeout
 }
 
 // CloseStats counts closed connections by why they ended.
@@ -95,6 +106,11 @@ type loopStats struct {
 	tlsTimedOut   atomic.Int64
 	tlsEvicted    atomic.Int64
 	tlsInProgress atomic.Int64 // mirrors EventLoop.hsCount
+
+	proxyHeaders  atomic.Int64
+	proxyLocal    atomic.Int64
+	proxyFailed   atomic.Int64
+	proxyTimedOut atomic.Int64
 }
 
 // bump adds n to a counter that only the calling goroutine writes: a load and
@@ -171,6 +187,10 @@ func (g *group) snapshot() Stats {
 		st.TLS.TimedOut += l.stats.tlsTimedOut.Load()
 		st.TLS.Evicted += l.stats.tlsEvicted.Load()
 		st.TLS.InProgress += l.stats.tlsInProgress.Load()
+		st.Proxy.Headers += l.stats.proxyHeaders.Load()
+		st.Proxy.Local += l.stats.proxyLocal.Load()
+		st.Proxy.Failed += l.stats.proxyFailed.Load()
+		st.Proxy.TimedOut += l.stats.proxyTimedOut.Load()
 		for i := range closed {
 			closed[i] += l.stats.closed[i].Load()
 		}

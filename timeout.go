@@ -329,7 +329,12 @@ func (c *Conn) timedOut(kind int, d time.Duration) {
 	case writeTimeout:
 		c.closeNow(fmt.Errorf("%w: output stalled for %v with %d bytes pending", ErrWriteTimeout, d, c.Buffered()))
 	case phaseTimeout:
-		if c.state == connHandshake {
+		switch {
+		case c.state != connHandshake:
+		case c.proxyPending():
+			c.closeNow(fmt.Errorf("%w: no complete header after %v", errProxyHeaderLate, d))
+			return
+		default:
 			c.closeNow(fmt.Errorf("%w: not done after %v", ErrTLSHandshakeTimeout, d))
 			return
 		}

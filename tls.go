@@ -297,10 +297,8 @@ func (c *Conn) startTLS(cfg *tls.Config, client bool, done func(*Conn, error)) {
 	l := c.loop
 	c.ext().tls = &tlsLayer{c: c, cfg: cfg, client: client, done: done}
 	c.state = connHandshake
-	if l.draining {
-		// Accepted as the server began its shutdown: a connection that
-		// has not opened has nothing to drain.
-		c.closeNow(l.closedErr())
+	if l.draining && !c.prefaceHasInput() {
+		c.closeNow(l.closedErr()) // accepted as the server began its shutdown, and silent
 		return
 	}
 	if d := l.g.cfg.tlsHandshakeTimeout; d > 0 {

@@ -49,6 +49,7 @@ type options struct {
 	quiet      bool
 	timeout    time.Duration // for the graceful shutdown
 	pidFile    string
+	proxy      bool // expect a PROXY protocol header on every connection
 	tls        tlsflag.Flags
 }
 
@@ -61,6 +62,7 @@ func main() {
 	flag.BoolVar(&o.quiet, "quiet", false, "log nothing per connection")
 	flag.DurationVar(&o.timeout, "shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	flag.StringVar(&o.pidFile, "pidfile", "", "file to keep the PID of the serving process in (it changes on SIGHUP)")
+	flag.BoolVar(&o.proxy, "proxy", false, "expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every connection: only behind a load balancer")
 	o.tls.Register(flag.CommandLine)
 	flag.Parse()
 
@@ -117,6 +119,7 @@ func run(o options, stop, hup <-chan os.Signal, log *slog.Logger) error {
 		reactor.WithDispatcher(backend),
 		reactor.WithReusePort(o.reusePort),
 		reactor.WithTLS(tlsConfig),
+		reactor.WithProxyProtocol(o.proxy),
 		reactor.WithLogger(log),
 	)...)
 	in.CloseListeners() // the server holds its own descriptors
@@ -124,7 +127,7 @@ func run(o options, stop, hup <-chan os.Signal, log *slog.Logger) error {
 		return err
 	}
 	log.Info("echo server listening", "addr", srv.Addr(), "loops", o.loops, "dispatcher", o.dispatcher, "reuseport", o.reusePort, "pid", os.Getpid(),
-		"tls", o.tls.On, "self-signed", selfSigned)
+		"tls", o.tls.On, "self-signed", selfSigned, "proxy", o.proxy)
 	cfg := restart.Config{ReusePort: o.reusePort, PIDFile: o.pidFile, ShutdownTimeout: o.timeout, Log: log}
 	if err := restart.Serve(srv, in, cfg, stop, hup); err != nil {
 		return err

@@ -120,3 +120,44 @@ func TestEchoCertWithoutTLS(t *testing.T) {
 	assert.Equal(t, 1, code, log)
 	assert.Contains(t, log, "-cert and -key need -tls")
 }
+
+// -proxy: a connection must begin with a PROXY header, whose address the
+// server logs as the peer's; the bytes after it are echoed; a connection
+// without one is closed unanswered.
+func TestEchoProxyProtocol(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	child, addr, err := extest.StartListening(ctx, "echo server listening", "-addr", "127.0.0.1:0", "-loops", "1", "-proxy")
+	require.NoError(t, err)
+
+	c, err := net.DialTimeout("tcp", addr, bound)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(bound)))
+	_, err = io.WriteString(c, "PROXY TCP4 192.0.2.9 198.51.100.1 5555 9000\r\nhello, proxied\n")
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "hello, proxied\n", line)
+
+	bare, err := net.DialTimeout("tcp", addr, bound)
+	require.NoError(t, err)
+	defer bare.Close()
+	require.NoError(t, bare.SetDeadline(time.Now().Add(bound)))
+	_, err = io.WriteString(bare, "hello, directly\n")
+	require.NoError(t, err)
+	n, err := bare.Read(make([]byte, 64))
+	assert.Zero(t, n, "no echo without a header")
+	assert.Error(t, err, "closed: EOF or reset")
+
+	require.NoError(t, child.Signal(syscall.SIGTERM))
+	_, err = c.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF, "the graceful shutdown's FIN")
+	require.NoError(t, c.Close()) // the server's linger ends with our FIN
+	code, log, err := child.Wait()
+	require.NoError(t, err, log)
+	assert.Equal(t, 0, code, log)
+	assert.Contains(t, log, "proxy=true")
+	assert.Contains(t, log, "msg=open peer=192.0.2.9:5555")
+	assert.NotContains(t, log, "peer=127.0.0.1")
+}

@@ -46,6 +46,7 @@ func main() {
 	timeout := flag.Duration("shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	reusePort := flag.Bool("reuseport", false, "one SO_REUSEPORT listener per loop; SIGHUP restarts beside it")
 	pidFile := flag.String("pidfile", "", "file to keep the PID of the serving process in (it changes on SIGHUP)")
+	proxy := flag.Bool("proxy", false, "expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every connection: only behind a load balancer")
 	var tlsFlags tlsflag.Flags
 	tlsFlags.Register(flag.CommandLine)
 	flag.Parse()
@@ -68,14 +69,15 @@ func main() {
 	}
 	listenAddr, inherited := in.Listen(*addr)
 	srv, err := httpd.NewServer(listenAddr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody),
-		httpd.WithServerOptions(append(inherited, reactor.WithReusePort(*reusePort), reactor.WithTLS(tlsConfig))...))
+		httpd.WithServerOptions(append(inherited, reactor.WithReusePort(*reusePort), reactor.WithTLS(tlsConfig),
+			reactor.WithProxyProtocol(*proxy))...))
 	in.CloseListeners() // the server holds its own descriptors
 	if err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
 	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops, "reuseport", *reusePort, "pid", os.Getpid(),
-		"tls", tlsFlags.On, "self-signed", selfSigned)
+		"tls", tlsFlags.On, "self-signed", selfSigned, "proxy", *proxy)
 	cfg := restart.Config{ReusePort: *reusePort, PIDFile: *pidFile, ShutdownTimeout: *timeout, Log: log}
 	if err := restart.Serve(srv, in, cfg, stop, hup); err != nil {
 		log.Error("http", "err", err)
