@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -175,7 +176,7 @@ func tourProblems(doc, root string) ([]string, error) {
 		if len(elsewhere) > 0 {
 			problems = append(problems, fmt.Sprintf("%s %s: %s does not declare %s; it moved to %s", file, name, file, name, strings.Join(elsewhere, ", ")))
 		} else {
-			problems = append(problems, fmt.Sprintf("%s %s: %s is declared nowhere in %s", file, name, name, filepath.Dir(file)))
+			problems = append(problems, fmt.Sprintf("%s %s: %s is declared nowhere in package %s", file, name, name, path.Dir("github.com/tcpreactor/reactor/"+file)))
 		}
 	}
 

@@ -145,13 +145,16 @@ const (
 // TestTourDoc checks that the trace docs/tour.md walks through is the one
 // the code prints today: a change to the loop that moves a read, a write
 // or a callback shows here, and the tour's walk-through must be updated
-// with it.
+// with it. With -v it prints the trace.
 func TestTourDoc(t *testing.T) {
 	doc, err := os.ReadFile(tourDoc)
 	require.NoError(t, err)
 	embedded, err := fencedBetween(string(doc), tourTraceBegin, tourTraceEnd)
 	require.NoError(t, err)
-	_, trace := tourRun()
+	seen, trace := tourRun()
+	if testing.Verbose() {
+		t.Logf("what the clients saw:\n%s\nthe trace:\n%s", seen, trace)
+	}
 	if !assert.Equal(t, trace, embedded, "the trace in %s differs from what the code prints", tourDoc) {
 		t.Logf("paste this trace between the markers in %s, then fix the walk-through that cites its lines:\n%s", tourDoc, trace)
 	}
