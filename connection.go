@@ -149,6 +149,7 @@ const (
 	sharedFlushQueued                    // c is on its loop's flush list
 	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
 	sharedProxied                        // a PROXY header gave the connection's addresses (see proxyAddr)
+	sharedDialled                        // this process dialled the connection: the server's address is not its own
 )
 
 // Conn is one connection served by an event loop, accepted by a Server or
@@ -254,8 +255,8 @@ func (c *Conn) RemoteAddr() net.Addr {
 
 // LocalAddr returns the local address of the connection: a *net.TCPAddr,
 // or a *net.UnixAddr for a connection over a Unix domain socket (the path
-// or "@name" its server listens on). Once the connection has closed it is
-// the server's address.
+// or "@name" its server listens on). Once an accepted connection has closed
+// it is the server's address; once a dialled one has, an empty address.
 func (c *Conn) LocalAddr() net.Addr {
 	if a := c.proxyAddr(false); a != nil {
 		return a
@@ -263,7 +264,7 @@ func (c *Conn) LocalAddr() net.Addr {
 	if a := c.sockAddr(false); a != nil {
 		return a
 	}
-	if c.loop.srv != nil {
+	if c.loop.srv != nil && !c.has(sharedDialled) {
 		return c.loop.srv.Addr()
 	}
 	if c.ch.unix {

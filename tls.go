@@ -260,6 +260,9 @@ func (c *Conn) TLS() *tls.ConnectionState {
 // requires.
 func (c *Conn) openDialled(address string, cfg *tls.Config, done func(*Conn, error)) {
 	l := c.loop
+	c.mu.Lock()
+	c.setLocked(sharedDialled)
+	c.mu.Unlock()
 	l.channels.set(c.ch.fd, c)
 	l.conns++
 	if cfg == nil {
