@@ -63,6 +63,10 @@
 //
 // # How it works
 //
+// docs/tour.md in the repository is a guided tour for learners: it follows
+// one connection from accept to close, function by function, with a trace
+// from the simulation and exercises. In short:
+//
 // The parts keep the names of the C teaching framework this design comes
 // from. A Server owns a main EventLoop whose acceptor takes new connections
 // (accept4 until EAGAIN) and hands each one, through the chosen LoadBalancer,
