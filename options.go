@@ -381,7 +381,10 @@ func WithTLSMaxHandshakes(n int) Option { return func(c *config) { c.tlsMaxHands
 // (version 1) or 4 KiB (version 2), or not complete within
 // WithProxyHeaderTimeout is closed without OnOpen or OnClose, counted in
 // Stats.Proxy, and logged at debug level only. Turn it on only for a port
-// that nothing but the load balancer can reach. Default: false.
+// that nothing but the load balancer can reach. The loop serving a
+// connection is chosen when it is accepted, before its header is read, so
+// WithLoadBalancer(SourceHash) hashes the balancer's address, not the
+// client's. Default: false.
 func WithProxyProtocol(on bool) Option { return func(c *config) { c.proxyProtocol = on } }
 
 // WithProxyHeaderTimeout bounds, with WithProxyProtocol, the time from the
