@@ -102,3 +102,34 @@ func TestProxyProtocolHAProxy(t *testing.T) {
 	// frontend connection HAProxy could not relay would show here.
 	assert.Zero(t, st.Proxy.Failed, "every connection HAProxy made began with a valid header")
 }
+
+// TestProxyProtocolOverUnixSocket: a balancer may reach the server over a
+// Unix socket (HAProxy's "server s unix@/path send-proxy"): the addresses
+// are still the header's, TCP ones, and the header's LOCAL form keeps the
+// socket's own Unix addresses.
+func TestProxyProtocolOverUnixSocket(t *testing.T) {
+	addrs := make(chan string, 2)
+	h := reactor.HandlerFuncs{Message: func(c *reactor.Conn, in *reactor.Buffer) {
+		in.Discard(in.Len())
+		addrs <- fmt.Sprintf("%T %s > %T %s", c.RemoteAddr(), c.RemoteAddr(), c.LocalAddr(), c.LocalAddr())
+	}}
+	path := t.TempDir() + "/s.sock"
+	srv := serveAt(t, "unix:"+path, h, reactor.WithProxyProtocol(true))
+	require.Equal(t, path, srv.Addr().String())
+	for _, tc := range []struct{ header, want string }{
+		{"PROXY TCP4 192.0.2.1 192.0.2.2 1234 443\r\n", "*net.TCPAddr 192.0.2.1:1234 > *net.TCPAddr 192.0.2.2:443"},
+		{"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00", "*net.UnixAddr  > *net.UnixAddr " + path},
+	} {
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		_, err = c.Write([]byte(tc.header + "x"))
+		require.NoError(t, err)
+		select {
+		case got := <-addrs:
+			assert.Equal(t, tc.want, got)
+		case <-time.After(testTimeout):
+			t.Fatal("no message")
+		}
+		require.NoError(t, c.Close())
+	}
+}
