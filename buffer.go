@@ -424,6 +424,18 @@ func (b *Buffer) readFD(k kernel.Interface, fd int, spare []byte, iov [][]byte) 
 	return n, err
 }
 
+// readFrom makes room for at least space more bytes and reads once from
+// r into the free space, keeping what r returned whatever its error: the
+// TLS layer reads plaintext from crypto/tls so, which may return bytes
+// and an error together. It returns what r returned.
+func (b *Buffer) readFrom(r io.Reader, space int) (int, error) {
+	b.Grow(space)
+	n, err := r.Read(b.buf[b.w:])
+	n = min(max(n, 0), len(b.buf)-b.w) // never trust a count blindly
+	b.w += n
+	return n, err
+}
+
 // writeFD writes b's readable bytes to the socket fd with one write(2)
 // through k and consumes what the kernel took. It returns the bytes written
 // and Write's error as is (unix.EAGAIN on a full socket buffer, ...). An

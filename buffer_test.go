@@ -37,6 +37,7 @@ func (enosysKernel) Connect(unix.Sockaddr) (int, error)       { return -1, unix.
 func (enosysKernel) Socketpair() ([2]int, error)              { return [2]int{-1, -1}, unix.ENOSYS }
 func (enosysKernel) Read(int, []byte) (int, error)            { return 0, unix.ENOSYS }
 func (enosysKernel) Readv(int, [][]byte) (int, error)         { return 0, unix.ENOSYS }
+func (enosysKernel) Peek(int, []byte) (int, error)            { return 0, unix.ENOSYS }
 func (enosysKernel) Write(int, []byte) (int, error)           { return 0, unix.ENOSYS }
 func (enosysKernel) Writev(int, [][]byte) (int, error)        { return 0, unix.ENOSYS }
 func (enosysKernel) Shutdown(int, int) error                  { return unix.ENOSYS }

@@ -57,6 +57,7 @@ func NewClient(h Handler, opts ...Option) (*Client, error) {
 	if err := c.cfg.validateClient(); err != nil {
 		return nil, err
 	}
+	c.dialTLS = c.cfg.tlsConfig
 	for i := range max(c.cfg.loops, 1) {
 		if _, err := c.newLoop(fmt.Sprintf("client%d", i)); err != nil {
 			c.release()
@@ -137,9 +138,17 @@ func (c *Client) Dial(ctx context.Context, network, address string) (*Conn, erro
 	res := make(chan dialResult, 1)
 	d := newDialer(l, network, address, c.handler, c.cfg.dialTimeout, ctx)
 	d.report = func(conn *Conn, err error) { res <- dialResult{conn, err} }
+	d.tls = c.dialTLS
 	horizon := time.Duration(-1)
 	if d.timeout > 0 {
 		horizon = deadlineAfter(c.k.Now(), d.timeout)
+		if d.tls != nil {
+			// The handshake follows the connect, under its own bound.
+			horizon = -1
+			if hs := c.cfg.tlsHandshakeTimeout; hs > 0 {
+				horizon = deadlineAfter(deadlineAfter(c.k.Now(), d.timeout), hs)
+			}
+		}
 	}
 	if err := l.Submit(d.start); err != nil {
 		return nil, ErrClientClosed

@@ -504,8 +504,9 @@ func TestNewClientRejectsServerOptions(t *testing.T) {
 type upstream struct {
 	reactor.HandlerFuncs
 	down    *reactor.Conn
-	sameOne chan bool  // OnOpen: whether it runs on down's loop
-	failed  chan error // OnDialError
+	sameOne chan bool          // OnOpen: whether it runs on down's loop
+	failed  chan error         // OnDialError
+	closed  chan *reactor.Conn // OnClose: the connection (nil: not asked)
 }
 
 func (u *upstream) OnOpen(c *reactor.Conn) {
@@ -518,7 +519,12 @@ func (u *upstream) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 	_, _ = u.down.Write(in.Next(in.Len()))
 }
 
-func (u *upstream) OnClose(*reactor.Conn, error) { _ = u.down.Close() }
+func (u *upstream) OnClose(c *reactor.Conn, _ error) {
+	if u.closed != nil {
+		u.closed <- c
+	}
+	_ = u.down.Close()
+}
 
 func (u *upstream) OnDialError(err error) {
 	u.failed <- err
@@ -536,7 +542,7 @@ func TestLoopDialFromCallback(t *testing.T) {
 			target := make(chan string, 3)
 			var opts []reactor.DialOption
 			h := reactor.HandlerFuncs{Open: func(down *reactor.Conn) {
-				u := &upstream{down: down, sameOne: make(chan bool, 1), failed: make(chan error, 1)}
+				u := &upstream{down: down, sameOne: make(chan bool, 1), failed: make(chan error, 1), closed: make(chan *reactor.Conn, 1)}
 				ups <- u
 				if err := down.Loop().Dial("tcp", <-target, u, opts...); err != nil {
 					u.failed <- err
@@ -553,6 +559,11 @@ func TestLoopDialFromCallback(t *testing.T) {
 				got, err := io.ReadAll(c)
 				require.NoError(t, err)
 				assert.Equal(t, "hello upstream", string(got))
+				// Its descriptor is closed before the downstream's FIN
+				// goes (OnClose closes the downstream): with no socket
+				// to ask, a dialled connection's LocalAddr is not the
+				// server's address.
+				assert.Equal(t, ":0", (<-u.closed).LocalAddr().String())
 			})
 			t.Run("refused", func(t *testing.T) {
 				target <- refused

@@ -131,10 +131,11 @@ type ShutdownHandler interface {
 
 // Conn states, owned by the loop.
 const (
-	connNew    uint8 = iota // created by the acceptor, not yet registered
-	connOpen                // registered; OnOpen has run
-	connLinger              // closing: output flushed, FIN sent, input read and discarded until the peer's EOF
-	connClosed              // OnClose has run; the descriptor is closed
+	connNew       uint8 = iota // created by the acceptor, not yet registered
+	connHandshake              // registered; its PROXY header or TLS handshake is under way, OnOpen has not run
+	connOpen                   // registered; OnOpen has run
+	connLinger                 // closing: output flushed, FIN sent, input read and discarded until the peer's EOF
+	connClosed                 // OnClose has run; the descriptor is closed
 )
 
 // Bits of Conn.shared. They are written only with Conn.mu held, so that a
@@ -147,6 +148,8 @@ const (
 	sharedShutReq                        // CloseWrite was called: FIN once the output is flushed
 	sharedFlushQueued                    // c is on its loop's flush list
 	sharedFDClosed                       // the descriptor has been closed (its number may be reused)
+	sharedProxied                        // a PROXY header gave the connection's addresses (see proxyAddr)
+	sharedDialled                        // this process dialled the connection: the server's address is not its own
 )
 
 // Conn is one connection served by an event loop, accepted by a Server or
@@ -175,8 +178,8 @@ type Conn struct {
 	// Owned by the loop goroutine.
 	in    *Buffer // unconsumed input; nil while there is none
 	ctx   any
-	tmo   *connTimeouts // nil unless the connection has a timeout or lingers
-	raddr [16]byte      // the peer's IP, IPv4 as IPv4-mapped IPv6 (see peer)
+	x     *connExt // optional parts (timeouts, TLS); nil for a plain connection without them
+	raddr [16]byte // the peer's IP, IPv4 as IPv4-mapped IPv6 (see peer)
 	rport uint16
 
 	state    uint8
@@ -238,6 +241,9 @@ func (c *Conn) SetContext(v any) { c.ctx = v }
 // for an address that is almost always empty: RemoteAddr asks the kernel
 // (getpeername(2)) each time.
 func (c *Conn) RemoteAddr() net.Addr {
+	if a := c.proxyAddr(true); a != nil {
+		return a
+	}
 	if c.ch.unix {
 		if a := c.sockAddr(true); a != nil {
 			return a
@@ -249,13 +255,16 @@ func (c *Conn) RemoteAddr() net.Addr {
 
 // LocalAddr returns the local address of the connection: a *net.TCPAddr,
 // or a *net.UnixAddr for a connection over a Unix domain socket (the path
-// or "@name" its server listens on). Once the connection has closed it is
-// the server's address.
+// or "@name" its server listens on). Once an accepted connection has closed
+// it is the server's address; once a dialled one has, an empty address.
 func (c *Conn) LocalAddr() net.Addr {
+	if a := c.proxyAddr(false); a != nil {
+		return a
+	}
 	if a := c.sockAddr(false); a != nil {
 		return a
 	}
-	if c.loop.srv != nil {
+	if c.loop.srv != nil && !c.has(sharedDialled) {
 		return c.loop.srv.Addr()
 	}
 	if c.ch.unix {
@@ -300,6 +309,9 @@ func (c *Conn) Buffered() int {
 	}
 	if c.loop.writing == c { // guarded by c.mu (see writeUnlocked)
 		n += c.loop.writingLen
+	}
+	if x := c.x; x != nil && x.tls != nil { // both guarded by c.mu (see ext, flushTLS)
+		n += x.tls.rawLen
 	}
 	return n
 }
@@ -402,14 +414,37 @@ func (c *Conn) register() {
 }
 
 // open makes a connection whose descriptor is registered for EventRead
-// live: it enters the loop's channel map and its timeouts start, and
-// OnOpen runs. An accepted connection comes here from register, a dialled
-// one once its connect has completed. Loop goroutine.
+// live: it enters the loop's channel map and its timeouts start; over
+// TLS its handshake begins (OnOpen follows the handshake), otherwise it is
+// ready and OnOpen runs at once. An accepted connection comes here from
+// register, a dialled one once its connect has completed. Loop goroutine.
 func (c *Conn) open() {
 	l := c.loop
 	l.channels.set(c.ch.fd, c)
-	c.state = connOpen
 	l.conns++
+	if l.g.cfg.proxyProtocol {
+		c.startProxy() // afterProxy follows the header
+		return
+	}
+	c.afterProxy()
+}
+
+// afterProxy opens an accepted connection once its PROXY header, if it
+// needed one, has come: over TLS its handshake begins, otherwise it is
+// ready at once. Loop goroutine.
+func (c *Conn) afterProxy() {
+	if cfg := c.loop.g.cfg.tlsConfig; cfg != nil {
+		c.startTLS(cfg, false, nil)
+		return
+	}
+	c.ready()
+}
+
+// ready opens the connection: its timeouts start and OnOpen runs. Loop
+// goroutine.
+func (c *Conn) ready() {
+	l := c.loop
+	c.state = connOpen
 	if d := l.g.cfg.idleTimeout; d > 0 {
 		c.setTimeout(idleTimeout, d)
 	}
@@ -436,6 +471,15 @@ func (c *Conn) handleEvent(ev Events) {
 	case connOpen:
 	case connLinger:
 		c.lingerRead()
+		return
+	case connHandshake:
+		if c.proxyPending() {
+			if ev&EventRead != 0 {
+				c.readProxyHeader()
+			}
+			return
+		}
+		c.handshakeEvent(ev)
 		return
 	default:
 		return
@@ -549,6 +593,10 @@ func (c *Conn) pausedFailure() {
 // must neither lift the server's limit nor stay on the loop's shared buffer
 // for the next connection.
 func (c *Conn) handleRead() {
+	if x := c.x; x != nil && x.tls != nil {
+		c.readTLS(x.tls) // the seam: records in, plaintext to OnMessage
+		return
+	}
 	l := c.loop
 	maxIn := l.g.cfg.maxInputSize
 	var n int
@@ -699,18 +747,23 @@ func (c *Conn) flush(listed bool) {
 		c.mu.Unlock()
 		return
 	}
-	var n int
+	var n, pending int
 	var err error
-	if out := c.out; out != nil && !c.waitW && out.Len() > 0 {
-		n, err = c.writeUnlocked(out)
-	}
-	pending := 0
-	if out := c.out; out != nil {
-		pending = out.Len()
-		if pending == 0 {
-			l.recycleOut(out)
-			c.out = nil
+	var complete bool // the handler's output has all been taken: OnWriteComplete is due
+	if x := c.x; x != nil && x.tls != nil {
+		n, pending, complete, err = c.flushTLS(x.tls) // the seam: plaintext sealed into records
+	} else {
+		if out := c.out; out != nil && !c.waitW && out.Len() > 0 {
+			n, err = c.writeUnlocked(out)
 		}
+		if out := c.out; out != nil {
+			pending = out.Len()
+			if pending == 0 {
+				l.recycleOut(out)
+				c.out = nil
+			}
+		}
+		complete = n > 0
 	}
 	c.mu.Unlock()
 
@@ -734,7 +787,7 @@ func (c *Conn) flush(listed bool) {
 	if c.paused {
 		c.resume(pending)
 	}
-	if n > 0 && c.state == connOpen {
+	if complete && c.state == connOpen {
 		if l.tracing {
 			l.trace("OnWriteComplete fd=%d", c.ch.fd)
 		}
@@ -791,6 +844,12 @@ func (c *Conn) finishFlushed() {
 	c.mu.Unlock()
 	if !empty {
 		c.updateInterest()
+		return
+	}
+	if s&(sharedShutReq|sharedCloseReq) != 0 && !c.shutDone && c.closeNotifyDue() {
+		// Over TLS the FIN follows a close_notify (see flushTLS), which
+		// a Close made in a callback that flush ran has not sent yet.
+		c.flush(false)
 		return
 	}
 	if s&sharedShutReq != 0 && !c.shutDone {
@@ -985,7 +1044,7 @@ func (c *Conn) lingerExpired() {
 // than LingerMaxBytes after our close.
 func (c *Conn) lingerCount(n int) {
 	c.loop.bytesRead(n)
-	if c.tmo.lingered += n; c.tmo.lingered > LingerMaxBytes {
+	if c.x.lingered += n; c.x.lingered > LingerMaxBytes {
 		c.closeNow(fmt.Errorf("%w: more than %d bytes read while lingering", ErrInputTooLarge, LingerMaxBytes))
 	}
 }
@@ -998,7 +1057,9 @@ func (c *Conn) closeNow(err error) {
 	if c.state == connClosed {
 		return
 	}
-	registered := c.state == connOpen || c.state == connLinger
+	was := c.state
+	opened := was == connOpen || was == connLinger
+	registered := opened || was == connHandshake
 	c.state = connClosed
 	l := c.loop
 	c.mu.Lock()
@@ -1016,6 +1077,14 @@ func (c *Conn) closeNow(err error) {
 		c.in = nil
 	}
 	c.untrack()
+	if was == connHandshake && c.proxyPending() {
+		c.proxyFailed(err)
+	}
+	if t := c.tlsOf(); t != nil {
+		if report := c.releaseTLS(t, was == connHandshake, err); report != nil {
+			defer report(nil, err) // last, after the descriptor is closed (deferred below)
+		}
+	}
 	fd := c.ch.fd
 	if registered {
 		// A detached descriptor (see pausedFailure) is not in the
@@ -1040,7 +1109,7 @@ func (c *Conn) closeNow(err error) {
 			l.g.connGone()
 		}
 	}()
-	if registered {
+	if opened {
 		l.countClose(c, err)
 		l.current = nil
 		c.callOnClose(err)

@@ -9,6 +9,7 @@ package reactor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,7 @@ type DialOption func(*dialConfig)
 type dialConfig struct {
 	timeout time.Duration
 	set     bool
+	tls     *tls.Config
 }
 
 // DialTimeout bounds this dial, instead of the WithDialTimeout of the loop's
@@ -47,6 +49,18 @@ type dialConfig struct {
 // resolution included. 0 means no timeout of ours.
 func DialTimeout(d time.Duration) DialOption {
 	return func(c *dialConfig) { c.timeout, c.set = d, true }
+}
+
+// DialTLS makes this dial a TLS client's with the standard library's
+// crypto/tls and cfg, as WithTLS does for a Client's dials: OnOpen follows
+// the handshake, and a handshake that fails ends the dial as a connect
+// that fails does (OnDialError, no OnOpen, no OnClose). cfg.ServerName, if
+// empty, is taken from the address dialled. nil means plain TCP. By
+// default a dial on a Client's loop uses the Client's WithTLS config, and
+// one on a Server's loop is plain: a server's WithTLS is its own side of
+// its accepted connections, not what its upstreams speak.
+func DialTLS(cfg *tls.Config) DialOption {
+	return func(c *dialConfig) { c.tls = cfg }
 }
 
 // errStandaloneDial is returned by Dial on a loop made by NewEventLoop,
@@ -85,7 +99,7 @@ func (l *EventLoop) Dial(network, address string, h Handler, opts ...DialOption)
 	if h == nil {
 		return errors.New("reactor: EventLoop.Dial: nil Handler")
 	}
-	cfg := dialConfig{timeout: l.g.cfg.dialTimeout}
+	cfg := dialConfig{timeout: l.g.cfg.dialTimeout, tls: l.g.dialTLS}
 	for _, o := range opts {
 		if o == nil {
 			return errors.New("reactor: EventLoop.Dial: nil DialOption")
@@ -96,6 +110,7 @@ func (l *EventLoop) Dial(network, address string, h Handler, opts ...DialOption)
 		return fmt.Errorf("reactor: DialTimeout(%v): must be >= 0", cfg.timeout)
 	}
 	d := newDialer(l, network, address, h, cfg.timeout, context.Background())
+	d.tls = cfg.tls
 	return l.Submit(d.start)
 }
 
@@ -113,6 +128,7 @@ type dialer struct {
 	timeout time.Duration
 	ctx     context.Context          // bounds a name lookup: Client.Dial's context, or Background
 	report  func(c *Conn, err error) // Client.Dial's: told instead of the handler
+	tls     *tls.Config              // nil: plain TCP
 
 	host     string           // the name being looked up, for errors
 	addrs    []netip.AddrPort // TCP: the addresses still to try; addrs[0] is being tried
@@ -120,6 +136,7 @@ type dialer struct {
 	timer    *Timer           // the dial timeout
 	cancel   context.CancelFunc
 	done     bool
+	conn     *Conn   // once connected: the connection, for an abort during its TLS handshake
 	prev     *dialer // the loop's list of dials in progress (EventLoop.dials)
 	next     *dialer
 }
@@ -374,11 +391,25 @@ func (d *dialer) established() {
 	c.ch.interest = EventRead
 	c.ch.unix = d.network == "unix"
 	l.g.stats.open.Add(1)
-	l.g.stats.dialed.Add(1)
-	if d.report != nil {
-		defer d.report(c, nil)
+	d.conn = c
+	c.openDialled(d.address, d.tls, d.opened)
+}
+
+// opened is told how a connected dial's opening ended: right after OnOpen
+// (even if OnOpen panicked), or, over TLS, with the handshake's error once
+// the connection has been dropped without OnOpen or OnClose. A failed
+// handshake is a failed dial: counted and reported as a connect that
+// failed is.
+func (d *dialer) opened(c *Conn, err error) {
+	if err != nil {
+		d.loop.g.stats.dialErrors.Add(1)
+		d.tell(&net.OpError{Op: "dial", Net: d.network, Addr: d.addr(), Err: err})
+		return
 	}
-	c.open()
+	d.loop.g.stats.dialed.Add(1)
+	if d.report != nil {
+		d.report(c, nil)
+	}
 }
 
 // timedOut fails a dial that is still in progress when its timeout fires.
@@ -390,10 +421,15 @@ func (d *dialer) timedOut() {
 }
 
 // abort ends a Client.Dial whose context ended first: its error is the
-// context's, as it is.
+// context's, as it is. A connection still in its TLS handshake is dropped
+// (its handshake's end reports the failure); one that has opened is the
+// caller's to close.
 func (d *dialer) abort(err error) {
-	if !d.done {
+	switch {
+	case !d.done:
 		d.fail(err)
+	case d.conn != nil && d.conn.state == connHandshake:
+		d.conn.closeNow(err)
 	}
 }
 
@@ -412,6 +448,13 @@ func (d *dialer) fail(err error) {
 	if d.report == nil || (err != context.Canceled && err != context.DeadlineExceeded) {
 		err = &net.OpError{Op: "dial", Net: d.network, Addr: d.addr(), Err: err}
 	}
+	d.tell(err)
+}
+
+// tell reports a failed dial: to Client.Dial, or to the handler's
+// OnDialError, or else in the log. Loop goroutine.
+func (d *dialer) tell(err error) {
+	l := d.loop
 	if l.tracing {
 		l.trace("dial failed %s %s: %v", d.network, d.address, err)
 	}

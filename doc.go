@@ -47,11 +47,25 @@
 // two connections of a proxied pair share one goroutine and relay without
 // locks; the result comes later on that loop, as OnOpen of the new
 // connection or DialErrorHandler.OnDialError, never both, so a failed dial
-// has no OnClose. Conn.PauseRead and ResumeRead stop and restart reading
+// has no OnClose. WithTLS makes a Client's dials TLS, and DialTLS one
+// EventLoop.Dial's. Conn.PauseRead and ResumeRead stop and restart reading
 // one connection, which a proxy does to one side while the other side's
 // output is above its high-water mark. examples/proxy puts it together.
 //
+// # Behind a load balancer
+//
+// WithProxyProtocol(true) makes a server require the PROXY protocol header
+// (version 1 or 2) that HAProxy, an AWS NLB or Envoy sends before the
+// client's bytes; the loop takes it off before the TLS handshake and OnOpen,
+// and Conn.RemoteAddr, LocalAddr and ProxyHeader report what it says.
+// docs/deploy.md runs several instances behind HAProxy and restarts them one
+// at a time.
+//
 // # How it works
+//
+// docs/tour.md in the repository is a guided tour for learners: it follows
+// one connection from accept to close, function by function, with a trace
+// from the simulation and exercises. In short:
 //
 // The parts keep the names of the C teaching framework this design comes
 // from. A Server owns a main EventLoop whose acceptor takes new connections

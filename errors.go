@@ -53,6 +53,10 @@ var (
 	// Client.Dial returns it there too, having done nothing: it would wait
 	// for the loop it blocks (use EventLoop.Dial in a callback).
 	ErrInLoop = errors.New("reactor: called on the server's own event loop: stop begun, not waited for")
+	// ErrTLSHandshakeTimeout ends a TLS handshake that was not done within
+	// WithTLSHandshakeTimeout. A server's connection that ends so never
+	// opened, so no callback sees it; it is counted in Stats.TLS.TimedOut.
+	ErrTLSHandshakeTimeout = errors.New("reactor: TLS handshake timeout")
 )
 
 // timeoutError is an error that says it is a timeout, as net.Error asks.

@@ -12,6 +12,7 @@ package reactor
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,7 @@ type group struct {
 	driver    simDriver                        // set when the loops run over a stepped simulation
 	tracef    func(format string, args ...any) // the simulation's trace, or nil
 	closedErr error                            // ErrServerClosed or ErrClientClosed: the error of what a stop ends
+	dialTLS   *tls.Config                      // what a dial speaks unless DialTLS says: a Client's WithTLS; nil (plain) for a Server
 
 	// lookup resolves a host name for a dial; nil over the simulation,
 	// which has no DNS. Tests replace it.

@@ -5,6 +5,8 @@
 package reactor
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -40,6 +42,12 @@ type config struct {
 	listeners      []net.Listener // WithListener(s); none: NewServer binds its address
 	listenersSet   bool           // WithListener(s) was given (so WithListener(nil) is an error)
 	logger         *slog.Logger
+
+	tlsConfig           *tls.Config // nil: plain TCP
+	tlsHandshakeTimeout time.Duration
+	tlsMaxHandshakes    int // per loop
+	proxyProtocol       bool
+	proxyHeaderTimeout  time.Duration
 }
 
 // Defaults; each option's documentation repeats the one it changes.
@@ -54,6 +62,9 @@ const (
 	// discards before it gives up on the peer's EOF and resets the
 	// connection (see WithLingerTimeout).
 	LingerMaxBytes = 4 << 20
+
+	DefaultTLSHandshakeTimeout = 10 * time.Second
+	DefaultTLSMaxHandshakes    = 1024
 )
 
 // maxKeepAlive is the longest keep-alive Linux accepts: TCP_KEEPIDLE and
@@ -77,6 +88,10 @@ func defaultConfig() config {
 		dialTimeout:    DefaultDialTimeout,
 		recoverPanics:  true,
 		logger:         slog.Default(),
+
+		tlsHandshakeTimeout: DefaultTLSHandshakeTimeout,
+		tlsMaxHandshakes:    DefaultTLSMaxHandshakes,
+		proxyHeaderTimeout:  DefaultProxyHeaderTimeout,
 	}
 }
 
@@ -116,8 +131,23 @@ func (c *config) validate() error {
 		return fmt.Errorf("reactor: WithBacklog(%d): must be >= 0", c.backlog)
 	case c.logger == nil:
 		return fmt.Errorf("reactor: WithLogger(nil)")
+	case c.tlsHandshakeTimeout < 0:
+		return fmt.Errorf("reactor: WithTLSHandshakeTimeout(%v): must be >= 0", c.tlsHandshakeTimeout)
+	case c.tlsMaxHandshakes < 1:
+		return fmt.Errorf("reactor: WithTLSMaxHandshakes(%d): must be >= 1", c.tlsMaxHandshakes)
+	case c.proxyHeaderTimeout < 0:
+		return fmt.Errorf("reactor: WithProxyHeaderTimeout(%v): must be >= 0", c.proxyHeaderTimeout)
 	}
 	return c.validateListeners()
+}
+
+// validateServer checks what only a server needs: a TLS configuration
+// that can present a certificate (a client's may have none).
+func (c *config) validateServer() error {
+	if t := c.tlsConfig; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		return errors.New("reactor: WithTLS: the config has no Certificates, GetCertificate or GetConfigForClient: a server has nothing to present")
+	}
+	return nil
 }
 
 // validateListeners checks what WithListener or WithListeners gave.
@@ -156,6 +186,8 @@ func (c *config) validateClient() error {
 		return fmt.Errorf("reactor: NewClient: WithLoadBalancer(SourceHash) hashes a client's address; a Client picks a loop per dial with RoundRobin or LeastConns")
 	case c.listenersSet:
 		return fmt.Errorf("reactor: NewClient: WithListener and WithListeners apply to a server only")
+	case c.proxyProtocol:
+		return fmt.Errorf("reactor: NewClient: WithProxyProtocol reads a header that load balancers send to a server")
 	}
 	return nil
 }
@@ -288,6 +320,80 @@ func WithRecover(on bool) Option { return func(c *config) { c.recoverPanics = on
 // WithBacklog sets the listen(2) backlog. 0 (the default) uses the system's
 // maximum (net.core.somaxconn). A server option: NewClient rejects it.
 func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
+
+// WithTLS serves every connection over TLS, with the standard library's
+// crypto/tls and cfg: whatever crypto/tls offers (TLS 1.2 and 1.3, ALPN,
+// SNI with GetCertificate or GetConfigForClient, client certificates,
+// session resumption) works as it does for net/http. For a Server, cfg
+// must present a certificate; for a Client, cfg.ServerName, if empty, is
+// taken from each dialled address. cfg must not be modified once passed
+// (crypto/tls's own rule); nil means plain TCP. Default: nil.
+//
+// The handshake runs on the connection's loop, in a coroutine the loop
+// resumes whenever the peer's bytes arrive, so it never blocks the loop
+// and costs no goroutine once it is done. OnOpen runs when it has
+// succeeded (Conn.TLS then describes it); a handshake that fails or times
+// out (WithTLSHandshakeTimeout) ends the connection with no OnOpen and no
+// OnClose, is counted in Stats.TLS and logged at debug level only, since
+// the internet's scanners cause many. Handlers see plaintext only: input
+// is decrypted before OnMessage, output written with Write is encrypted
+// on the loop when it is flushed, all Writes of an iteration sealed
+// together. Close and CloseWrite send TLS's close_notify before the FIN;
+// every option applies as for plain TCP, WithMaxInputSize to the
+// plaintext and WithHighWaterMark to plaintext and ciphertext together.
+// A TLS connection costs, once its handshake is done, the crypto/tls
+// connection state beside the Conn (see the README's TLS section).
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tlsConfig = cfg } }
+
+// WithTLSHandshakeTimeout bounds a TLS handshake (see WithTLS), from the
+// moment the connection is accepted (or, for a Client, connected) to the
+// handshake's end: a peer that sends nothing, or stops half-way, is
+// dropped after d, without OnOpen. 0 removes the bound (not advised on a
+// public port). Default: 10s.
+func WithTLSHandshakeTimeout(d time.Duration) Option {
+	return func(c *config) { c.tlsHandshakeTimeout = d }
+}
+
+// WithTLSMaxHandshakes bounds the TLS handshakes in progress on each event
+// loop, that is those that have received their first bytes: each holds
+// crypto/tls's handshake state and a coroutine's stack (about 10 KiB
+// together; a connection that has sent nothing holds neither). When a new
+// handshake would pass n, the oldest in progress on that loop is dropped
+// (counted in Stats.TLS.Evicted): a real client finishes in a round trip
+// or two, so under a flood of handshakes that never finish it is the
+// flood's that go, and memory stays bounded. Default: 1024 per loop.
+func WithTLSMaxHandshakes(n int) Option { return func(c *config) { c.tlsMaxHandshakes = n } }
+
+// WithProxyProtocol(true) makes the server expect the PROXY protocol
+// (version 1 or 2, told apart by their signatures) on every connection it
+// accepts, as a load balancer such as HAProxy sends it with send-proxy or
+// send-proxy-v2: a header with the client's addresses before the client's
+// bytes. The header is taken off on the connection's loop before anything
+// else (before the TLS handshake with WithTLS, before OnOpen), arriving in
+// one piece or byte by byte; Conn.RemoteAddr and LocalAddr then report the
+// addresses it gives (a version 2 LOCAL header, a balancer's health check,
+// keeps the socket's), and Conn.ProxyHeader returns it, version 2's TLVs
+// included. OnMessage sees the bytes after the header, unchanged.
+//
+// The header is required, not optional: a server that took it only when
+// present would let any client that reaches it directly claim any address.
+// A connection whose header is missing, malformed, longer than 107 bytes
+// (version 1) or 4 KiB (version 2), or not complete within
+// WithProxyHeaderTimeout is closed without OnOpen or OnClose, counted in
+// Stats.Proxy, and logged at debug level only. Turn it on only for a port
+// that nothing but the load balancer can reach. The loop serving a
+// connection is chosen when it is accepted, before its header is read, so
+// WithLoadBalancer(SourceHash) hashes the balancer's address, not the
+// client's. Default: false.
+func WithProxyProtocol(on bool) Option { return func(c *config) { c.proxyProtocol = on } }
+
+// WithProxyHeaderTimeout bounds, with WithProxyProtocol, the time from the
+// accept to a complete PROXY header (a load balancer sends it at once, in
+// its first segment). A TLS handshake's own timeout starts after it. 0
+// removes the bound. Default: 5s.
+func WithProxyHeaderTimeout(d time.Duration) Option {
+	return func(c *config) { c.proxyHeaderTimeout = d }
+}
 
 // WithListener makes the server serve ln's listening socket instead of
 // binding one: a socket opened by another process and inherited, as under

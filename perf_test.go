@@ -52,7 +52,16 @@ func (c *rawEchoClient) roundTrip(tb testing.TB, msg []byte) {
 
 func startEcho(tb testing.TB, opts ...Option) *Server {
 	tb.Helper()
-	h := HandlerFuncs{Message: func(c *Conn, in *Buffer) { _, _ = c.Write(in.Next(in.Len())) }}
+	return startServing(tb, nil, opts...)
+}
+
+// startServing runs h (nil: an echo handler) on loopback with one loop
+// and opts, and shuts it down gracefully when the test ends.
+func startServing(tb testing.TB, h Handler, opts ...Option) *Server {
+	tb.Helper()
+	if h == nil {
+		h = HandlerFuncs{Message: func(c *Conn, in *Buffer) { _, _ = c.Write(in.Next(in.Len())) }}
+	}
 	srv, err := NewServer("127.0.0.1:0", h, append([]Option{WithLoops(1)}, opts...)...)
 	require.NoError(tb, err)
 	errc := make(chan error, 1)

@@ -96,7 +96,10 @@ type EventLoop struct {
 	tmo        loopTimeouts
 	hasAccept  bool    // an acceptor is registered on this loop
 	dials      *dialer // dials in progress (see addDial)
-	waitSubs   int     // main loop: sub-loops still running, it outlives them when draining
+	// The TLS handshakes in progress, oldest first (see admitHandshake).
+	hsHead, hsTail *Conn
+	hsCount        int
+	waitSubs       int // main loop: sub-loops still running, it outlives them when draining
 
 	// Shared with other goroutines.
 	mu        sync.Mutex // guards tasks, incoming, timerIn and closedQ

@@ -85,6 +85,9 @@ func NewServer(addr string, h Handler, opts ...Option) (*Server, error) {
 	if err := s.init("NewServer", h, opts, ErrServerClosed); err != nil {
 		return nil, err
 	}
+	if err := s.cfg.validateServer(); err != nil {
+		return nil, err
+	}
 	if len(s.cfg.listeners) > 0 && addr != "" {
 		return nil, fmt.Errorf("reactor: NewServer(%q) with WithListener: pass \"\" as the address, the listener has one", addr)
 	}
@@ -302,6 +305,12 @@ func (s *Server) Serve() error {
 // first, Shutdown closes what is left at once (as Close does) and returns
 // ctx.Err(). Calling it again, or after Close, waits for the same end.
 //
+// A connection not yet open — its PROXY header (WithProxyProtocol) or TLS
+// handshake under way — closes at once if its peer has sent nothing; one
+// whose peer has (a header, a ClientHello, a first request queued behind
+// them) goes on, within its header or handshake timeout, opens, and is
+// then drained as the others are, so that what it was sent is answered.
+//
 // Called from a Handler callback, a task or a timer (on one of the
 // server's event loops, which cannot be waited for from there), Shutdown
 // begins the shutdown and returns ErrInLoop at once; Serve returns when it
@@ -444,6 +453,17 @@ func (l *EventLoop) stopHard() {
 // closes once its output is flushed. A connection already lingering has
 // nothing to add. Loop goroutine.
 func (c *Conn) drain() {
+	if c.state == connHandshake {
+		// Not open yet. One whose peer has said something goes on with
+		// its PROXY header or TLS handshake (bounded by their timeouts),
+		// opens, and then drains like the others (see ready): its first
+		// request is not lost. One whose peer has said nothing closes
+		// now; it has nothing to lose.
+		if !c.prefaceHasInput() {
+			c.closeNow(c.loop.closedErr())
+		}
+		return
+	}
 	if c.state != connOpen {
 		return
 	}

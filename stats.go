@@ -30,7 +30,31 @@ type Stats struct {
 	// LingerExpired counts lingering closes that ended by the linger
 	// timeout rather than the peer's EOF (see WithLingerTimeout).
 	LingerExpired int64
+	TLS           TLSStats
+	Proxy         ProxyStats
 	Loops         []LoopStats
+}
+
+// TLSStats counts TLS handshakes (see WithTLS). A handshake that fails
+// never opens its connection: it appears here and nowhere else (not in
+// Closed).
+type TLSStats struct {
+	Handshakes int64 // completed: OnOpen ran (or was due) for the connection
+	Resumed    int64 // of Handshakes, those that resumed a session
+	Failed     int64 // ended without completing: errors, timeouts, evictions, stops
+	TimedOut   int64 // of Failed, those ended by WithTLSHandshakeTimeout
+	Evicted    int64 // of Failed, those dropped for a newer one (WithTLSMaxHandshakes)
+	InProgress int64 // handshakes that have begun and not ended, now
+}
+
+// ProxyStats counts PROXY protocol headers (see WithProxyProtocol). A
+// connection whose header fails never opens: it appears here and nowhere
+// else (not in Closed).
+type ProxyStats struct {
+	Headers  int64 // complete and valid: the connection went on
+	Local    int64 // of Headers, those that gave no addresses (LOCAL, UNKNOWN)
+	Failed   int64 // connections dropped before their header was complete: malformed, cut short, late, stopped
+	TimedOut int64 // of Failed, those ended by WithProxyHeaderTimeout
 }
 
 // CloseStats counts closed connections by why they ended.
@@ -75,6 +99,18 @@ type loopStats struct {
 	bytesWritten  atomic.Int64
 	lingerExpired atomic.Int64
 	closed        [numCloseReasons]atomic.Int64
+
+	tlsDone       atomic.Int64
+	tlsResumed    atomic.Int64
+	tlsFailed     atomic.Int64
+	tlsTimedOut   atomic.Int64
+	tlsEvicted    atomic.Int64
+	tlsInProgress atomic.Int64 // mirrors EventLoop.hsCount
+
+	proxyHeaders  atomic.Int64
+	proxyLocal    atomic.Int64
+	proxyFailed   atomic.Int64
+	proxyTimedOut atomic.Int64
 }
 
 // bump adds n to a counter that only the calling goroutine writes: a load and
@@ -145,6 +181,16 @@ func (g *group) snapshot() Stats {
 		st.BytesRead += ls.BytesRead
 		st.BytesWritten += ls.BytesWritten
 		st.LingerExpired += l.stats.lingerExpired.Load()
+		st.TLS.Handshakes += l.stats.tlsDone.Load()
+		st.TLS.Resumed += l.stats.tlsResumed.Load()
+		st.TLS.Failed += l.stats.tlsFailed.Load()
+		st.TLS.TimedOut += l.stats.tlsTimedOut.Load()
+		st.TLS.Evicted += l.stats.tlsEvicted.Load()
+		st.TLS.InProgress += l.stats.tlsInProgress.Load()
+		st.Proxy.Headers += l.stats.proxyHeaders.Load()
+		st.Proxy.Local += l.stats.proxyLocal.Load()
+		st.Proxy.Failed += l.stats.proxyFailed.Load()
+		st.Proxy.TimedOut += l.stats.proxyTimedOut.Load()
 		for i := range closed {
 			closed[i] += l.stats.closed[i].Load()
 		}

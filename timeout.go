@@ -45,7 +45,12 @@ import (
 const (
 	idleTimeout = iota
 	writeTimeout
-	lingerTimeout // the end of a lingering close (see Conn.linger)
+	// phaseTimeout bounds a phase that idle and write timeouts do not
+	// cover: the TLS handshake before OnOpen (WithTLSHandshakeTimeout) or
+	// the lingering close after the output (see Conn.linger). A
+	// connection is in at most one of them, so they share a link and
+	// every connection's connExt stays in the 128-byte size class.
+	phaseTimeout
 	numTimeouts
 )
 
@@ -60,10 +65,12 @@ type timeoutLink struct {
 // current iteration; stampActivity replaces it with the iteration's end.
 const stampPending = time.Duration(math.MaxInt64)
 
-// connTimeouts is allocated only for connections that have a timeout, so a
-// server without timeouts pays one nil pointer per connection.
+// connTimeouts is a connection's part in the timeout lists. It lives in
+// the connection's extension (connExt), allocated only for connections that
+// have a timeout, linger or use TLS, so a plain server without timeouts
+// pays one nil pointer per connection.
 type connTimeouts struct {
-	d        [numTimeouts]time.Duration // 0: off
+	d        [phaseTimeout]time.Duration // idle and write, 0: off (a phase's is its list's)
 	link     [numTimeouts]timeoutLink
 	lingered int // input discarded while lingering
 }
@@ -127,7 +134,7 @@ func (tl *timeoutList) remove(c *Conn) {
 // connection read from and written to in one iteration moves once, not
 // twice.
 func (tl *timeoutList) moveToBack(c *Conn) {
-	if c.tmo.link[tl.kind].since == stampPending {
+	if c.x.link[tl.kind].since == stampPending {
 		return
 	}
 	tl.unlink(c)
@@ -136,13 +143,13 @@ func (tl *timeoutList) moveToBack(c *Conn) {
 }
 
 func (tl *timeoutList) link(c *Conn) {
-	ln := &c.tmo.link[tl.kind]
+	ln := &c.x.link[tl.kind]
 	ln.list, ln.since, ln.prev, ln.next = tl, stampPending, tl.tail, nil
 	if tl.pending == nil {
 		tl.pending = c
 	}
 	if tl.tail != nil {
-		tl.tail.tmo.link[tl.kind].next = c
+		tl.tail.x.link[tl.kind].next = c
 	} else {
 		tl.head = c
 	}
@@ -150,17 +157,17 @@ func (tl *timeoutList) link(c *Conn) {
 }
 
 func (tl *timeoutList) unlink(c *Conn) {
-	ln := &c.tmo.link[tl.kind]
+	ln := &c.x.link[tl.kind]
 	if tl.pending == c {
 		tl.pending = ln.next
 	}
 	if ln.prev != nil {
-		ln.prev.tmo.link[tl.kind].next = ln.next
+		ln.prev.x.link[tl.kind].next = ln.next
 	} else {
 		tl.head = ln.next
 	}
 	if ln.next != nil {
-		ln.next.tmo.link[tl.kind].prev = ln.prev
+		ln.next.x.link[tl.kind].prev = ln.prev
 	} else {
 		tl.tail = ln.prev
 	}
@@ -174,7 +181,7 @@ func (tl *timeoutList) deadline() (time.Duration, bool) {
 	if tl.head == nil {
 		return 0, false
 	}
-	since := tl.head.tmo.link[tl.kind].since
+	since := tl.head.x.link[tl.kind].since
 	if since == stampPending {
 		return 0, false
 	}
@@ -183,8 +190,8 @@ func (tl *timeoutList) deadline() (time.Duration, bool) {
 
 // stamp gives the links active in the current iteration their time.
 func (tl *timeoutList) stamp(now time.Duration) {
-	for c := tl.pending; c != nil; c = c.tmo.link[tl.kind].next {
-		c.tmo.link[tl.kind].since = now
+	for c := tl.pending; c != nil; c = c.x.link[tl.kind].next {
+		c.x.link[tl.kind].since = now
 	}
 	tl.pending = nil
 }
@@ -321,7 +328,16 @@ func (c *Conn) timedOut(kind int, d time.Duration) {
 		c.closeNow(fmt.Errorf("%w: no bytes for %v", ErrIdleTimeout, d))
 	case writeTimeout:
 		c.closeNow(fmt.Errorf("%w: output stalled for %v with %d bytes pending", ErrWriteTimeout, d, c.Buffered()))
-	case lingerTimeout:
+	case phaseTimeout:
+		switch {
+		case c.state != connHandshake:
+		case c.proxyPending():
+			c.closeNow(fmt.Errorf("%w: no complete header after %v", errProxyHeaderLate, d))
+			return
+		default:
+			c.closeNow(fmt.Errorf("%w: not done after %v", ErrTLSHandshakeTimeout, d))
+			return
+		}
 		c.lingerExpired()
 	}
 }
@@ -335,16 +351,16 @@ func (c *Conn) setTimeout(kind int, d time.Duration) {
 	if c.state != connOpen {
 		return
 	}
-	if c.tmo == nil {
+	if c.x == nil {
 		if d == 0 {
 			return
 		}
-		c.tmo = &connTimeouts{}
+		c.ext()
 	}
-	if ln := &c.tmo.link[kind]; ln.list != nil {
+	if ln := &c.x.link[kind]; ln.list != nil {
 		ln.list.remove(c)
 	}
-	c.tmo.d[kind] = d
+	c.x.d[kind] = d
 	if d == 0 {
 		return
 	}
@@ -356,18 +372,31 @@ func (c *Conn) setTimeout(kind int, d time.Duration) {
 // startLinger starts the linger deadline of a connection that has just
 // begun lingering, d from now; its other timeouts are already off.
 func (c *Conn) startLinger(d time.Duration) {
-	if c.tmo == nil {
-		c.tmo = &connTimeouts{}
+	c.ext().lingered = 0
+	c.startPhase(d)
+}
+
+// startPhase starts the deadline of the phase the connection has just
+// entered, its TLS handshake or its lingering close, d from now (see
+// phaseTimeout).
+func (c *Conn) startPhase(d time.Duration) {
+	c.endPhase()
+	c.loop.tmo.list(phaseTimeout, d).pushBack(c)
+}
+
+// endPhase stops the deadline of the connection's phase, if it has one.
+func (c *Conn) endPhase() {
+	if x := c.x; x != nil {
+		if tl := x.link[phaseTimeout].list; tl != nil {
+			tl.remove(c)
+		}
 	}
-	c.tmo.lingered = 0
-	c.tmo.d[lingerTimeout] = d
-	c.loop.tmo.list(lingerTimeout, d).pushBack(c)
 }
 
 // touch records activity: bytes moved in either direction. It restarts the
 // idle timeout, and the write timeout when wrote is true and output remains.
 func (c *Conn) touch(wrote bool) {
-	t := c.tmo
+	t := c.x
 	if t == nil {
 		return
 	}
@@ -382,7 +411,7 @@ func (c *Conn) touch(wrote bool) {
 // writePending starts (pending) or stops (!pending) the write timeout's
 // clock. The clock runs only while output waits for the kernel.
 func (c *Conn) writePending(pending bool) {
-	t := c.tmo
+	t := c.x
 	if t == nil || t.d[writeTimeout] == 0 {
 		return
 	}
@@ -397,11 +426,11 @@ func (c *Conn) writePending(pending bool) {
 
 // untrack removes c from every timeout list; closeNow calls it.
 func (c *Conn) untrack() {
-	if c.tmo == nil {
+	if c.x == nil {
 		return
 	}
 	for kind := range numTimeouts {
-		if ln := &c.tmo.link[kind]; ln.list != nil {
+		if ln := &c.x.link[kind]; ln.list != nil {
 			ln.list.remove(c)
 		}
 	}

@@ -229,15 +229,15 @@ func newTimeoutModel(t *testing.T, n int) *timeoutModel {
 func (m *timeoutModel) due() map[*Conn]time.Duration {
 	due := map[*Conn]time.Duration{}
 	for _, c := range m.conns {
-		if c.state != connOpen || c.tmo == nil {
+		if c.state != connOpen || c.x == nil {
 			continue
 		}
-		for kind := range numTimeouts {
-			ln := c.tmo.link[kind]
+		for kind := range phaseTimeout { // the kinds an open connection has
+			ln := c.x.link[kind]
 			if ln.list == nil || ln.since == stampPending {
 				continue
 			}
-			if dl := deadlineAfter(ln.since, c.tmo.d[kind]); dl <= m.k.now {
+			if dl := deadlineAfter(ln.since, c.x.d[kind]); dl <= m.k.now {
 				if prev, ok := due[c]; !ok || dl < prev {
 					due[c] = dl
 				}
@@ -291,11 +291,11 @@ func (m *timeoutModel) check() {
 	var first time.Duration
 	found := false
 	for _, c := range m.conns {
-		if c.state != connOpen || c.tmo == nil {
+		if c.state != connOpen || c.x == nil {
 			continue
 		}
-		for kind := range numTimeouts {
-			d, ln := c.tmo.d[kind], c.tmo.link[kind]
+		for kind := range phaseTimeout { // the kinds an open connection has
+			d, ln := c.x.d[kind], c.x.link[kind]
 			runs := d > 0 && (kind != writeTimeout || c.waitW)
 			require.Equal(t, runs, ln.list != nil, "kind %d: on a list iff its clock runs", kind)
 			if !runs {

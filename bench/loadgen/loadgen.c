@@ -33,7 +33,16 @@
  * reported as seconds and as a percentage of one core, so a report can show
  * whether the client was the bottleneck.
  *
- * Build: gcc -O2 -pthread -o loadgen loadgen.c
+ * TLS (-tls 13 or -tls 12): every connection runs an OpenSSL client
+ * handshake (certificate not verified: the servers make theirs at start)
+ * before its first message, inside the warm-up; messages then go through
+ * SSL_write and SSL_read on the same non-blocking sockets and epoll set.
+ * Each pump seals what the window allows with one SSL_write (partial
+ * writes on, so it returns what went out, as writev does), and each
+ * readiness drains SSL_read until it wants more bytes: OpenSSL may hold
+ * whole records that epoll would never report.
+ *
+ * Build: gcc -O2 -pthread -o loadgen loadgen.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -53,6 +62,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define OFFSET_MASK 0xFFFFu /* window offsets are taken mod 65536 */
 #define RBUF (256 * 1024)
 #define MAX_IOV 64
@@ -66,6 +78,8 @@ static const char *addr_str = "127.0.0.1:9000";
 static int nconn = 100, depth = 1, msgsize = 64, nthreads = 1;
 static double warm_s = 2, dur_s = 10, connect_timeout_s = 30;
 static int server_pid; /* -pid: the server whose CPU time is reported, 0 for none */
+static int tls_version; /* -tls: 0 (plain TCP), 12 or 13 */
+static SSL_CTX *ssl_ctx; /* with -tls; shared, read-only once set up */
 static unsigned char *pattern; /* 65536 + msgsize bytes */
 /* CLOCK_MONOTONIC ns. t_start is set before the threads start. t_measure and
  * t_end stay NOT_YET until every connection has settled; then the main thread
@@ -74,14 +88,14 @@ static unsigned char *pattern; /* 65536 + msgsize bytes */
  * t_end set sees t_measure too. */
 #define NOT_YET UINT64_MAX
 static uint64_t t_start, t_measure = NOT_YET, t_end = NOT_YET;
-static int settled; /* connections connected or failed while connecting; atomic */
+static int settled; /* connections open (after the TLS handshake, with -tls) or failed before; atomic */
 
 static uint64_t load_ns(const uint64_t *t) { return __atomic_load_n(t, __ATOMIC_ACQUIRE); }
 
 
 /* ---------- per-thread state; each thread owns its own ---------- */
 
-enum { CONNECTING, OPEN, DEAD };
+enum { CONNECTING, HANDSHAKE, OPEN, DEAD };
 
 struct lconn {
 	int fd;
@@ -93,6 +107,7 @@ struct lconn {
 	uint64_t rx_seq;  /* message whose echo is being received */
 	uint32_t rx_off;  /* bytes of message rx_seq received */
 	uint64_t *sent;   /* depth slots: send time of message k at k % depth */
+	SSL *ssl;         /* with -tls */
 };
 
 struct worker {
@@ -101,6 +116,7 @@ struct worker {
 	struct lconn *conns;
 	int ep;
 	unsigned char *rbuf;
+	unsigned char *wbuf; /* with -tls: the window's messages, contiguous for one SSL_write */
 	uint64_t msgs;       /* messages completed inside the measured window */
 	uint64_t errors;
 	int connected;
@@ -137,7 +153,7 @@ static const unsigned char *window(uint32_t id, uint64_t seq) {
 
 static void fail(struct worker *w, struct lconn *c, const char *what, int err) {
 	w->errors++;
-	if (c->state == CONNECTING)
+	if (c->state == CONNECTING || c->state == HANDSHAKE)
 		__atomic_add_fetch(&settled, 1, __ATOMIC_RELEASE);
 	if (w->err[0] == '\0') {
 		if (err)
@@ -153,6 +169,19 @@ static void fail(struct worker *w, struct lconn *c, const char *what, int err) {
 	c->state = DEAD;
 }
 
+/* ssl_fail reports an SSL call that failed with SSL_get_error code e. */
+static void ssl_fail(struct worker *w, struct lconn *c, const char *what, int e) {
+	char buf[120];
+	unsigned long q = ERR_get_error();
+	if (e == SSL_ERROR_SYSCALL && q == 0) {
+		fail(w, c, what, errno ? errno : ECONNRESET);
+		return;
+	}
+	snprintf(buf, sizeof(buf), "%s: SSL error %d: %s", what, e, q ? ERR_reason_error_string(q) : "-");
+	ERR_clear_error();
+	fail(w, c, buf, 0);
+}
+
 static void set_out(struct worker *w, struct lconn *c, int on) {
 	if (c->want_out == on)
 		return;
@@ -164,8 +193,60 @@ static void set_out(struct worker *w, struct lconn *c, int on) {
 	c->want_out = on;
 }
 
+static void stamp_sent(struct lconn *c, size_t left, uint64_t now);
+
+/* pump_tls is pump over TLS: the messages the window allows are copied
+ * together and sealed with one SSL_write. With partial writes on, a
+ * record that went out counts, and the rest is offered again (the same
+ * bytes, maybe more of them: OpenSSL allows a retry that is longer). */
+static void pump_tls(struct worker *w, struct lconn *c, uint64_t now) {
+	while (c->state == OPEN && c->tx_seq < c->rx_seq + (uint64_t)depth) {
+		size_t total = 0;
+		for (uint64_t k = c->tx_seq; k < c->rx_seq + (uint64_t)depth; k++) {
+			uint32_t skip = k == c->tx_seq ? c->tx_off : 0;
+			memcpy(w->wbuf + total, window(c->id, k) + skip, (size_t)msgsize - skip);
+			total += (size_t)msgsize - skip;
+		}
+		int r = SSL_write(c->ssl, w->wbuf, (int)total);
+		if (r <= 0) {
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+				set_out(w, c, e == SSL_ERROR_WANT_WRITE);
+				return;
+			}
+			ssl_fail(w, c, "SSL_write", e);
+			return;
+		}
+		stamp_sent(c, (size_t)r, now);
+	}
+	if (c->state == OPEN)
+		set_out(w, c, 0);
+}
+
+/* stamp_sent advances the send position by left bytes, stamping every
+ * message whose first byte they include. */
+static void stamp_sent(struct lconn *c, size_t left, uint64_t now) {
+	while (left > 0) {
+		if (c->tx_off == 0)
+			c->sent[c->tx_seq % (uint64_t)depth] = now;
+		size_t need = (size_t)msgsize - c->tx_off;
+		if (left >= need) {
+			left -= need;
+			c->tx_seq++;
+			c->tx_off = 0;
+		} else {
+			c->tx_off += (uint32_t)left;
+			left = 0;
+		}
+	}
+}
+
 /* pump writes every message the window allows: up to depth in flight. */
 static void pump(struct worker *w, struct lconn *c, uint64_t now) {
+	if (c->ssl != NULL) {
+		pump_tls(w, c, now);
+		return;
+	}
 	while (c->state == OPEN && c->tx_seq < c->rx_seq + (uint64_t)depth) {
 		struct iovec iov[MAX_IOV];
 		int n = 0;
@@ -188,20 +269,7 @@ static void pump(struct worker *w, struct lconn *c, uint64_t now) {
 			return;
 		}
 		/* Stamp every message whose first byte this call wrote. */
-		size_t left = (size_t)r;
-		while (left > 0) {
-			if (c->tx_off == 0)
-				c->sent[c->tx_seq % (uint64_t)depth] = now;
-			size_t need = (size_t)msgsize - c->tx_off;
-			if (left >= need) {
-				left -= need;
-				c->tx_seq++;
-				c->tx_off = 0;
-			} else {
-				c->tx_off += (uint32_t)left;
-				left = 0;
-			}
-		}
+		stamp_sent(c, (size_t)r, now);
 		if ((size_t)r < total) {
 			set_out(w, c, 1);
 			return;
@@ -211,7 +279,38 @@ static void pump(struct worker *w, struct lconn *c, uint64_t now) {
 		set_out(w, c, 0);
 }
 
+/* check takes n received bytes from w->rbuf: compares them with what was
+ * sent and counts the messages they complete. It returns 0, or -1 after
+ * failing the connection. */
+static int check(struct worker *w, struct lconn *c, ssize_t n, uint64_t now);
+
+/* on_read_tls drains SSL_read: OpenSSL may hold whole records already read
+ * from the socket, which epoll will not report again. */
+static void on_read_tls(struct worker *w, struct lconn *c, uint64_t now) {
+	for (;;) {
+		int n = SSL_read(c->ssl, w->rbuf, RBUF);
+		if (n <= 0) {
+			int e = SSL_get_error(c->ssl, n);
+			if (e == SSL_ERROR_WANT_READ)
+				break;
+			if (e == SSL_ERROR_WANT_WRITE) {
+				set_out(w, c, 1);
+				break;
+			}
+			ssl_fail(w, c, e == SSL_ERROR_ZERO_RETURN ? "server closed the connection" : "SSL_read", e);
+			return;
+		}
+		if (check(w, c, n, now) != 0)
+			return;
+	}
+	pump(w, c, now);
+}
+
 static void on_read(struct worker *w, struct lconn *c, uint64_t now) {
+	if (c->ssl != NULL) {
+		on_read_tls(w, c, now);
+		return;
+	}
 	ssize_t n = read(c->fd, w->rbuf, RBUF);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
@@ -223,11 +322,16 @@ static void on_read(struct worker *w, struct lconn *c, uint64_t now) {
 		fail(w, c, "server closed the connection", 0);
 		return;
 	}
+	if (check(w, c, n, now) == 0)
+		pump(w, c, now);
+}
+
+static int check(struct worker *w, struct lconn *c, ssize_t n, uint64_t now) {
 	uint64_t rx_pos = c->rx_seq * (uint64_t)msgsize + c->rx_off + (uint64_t)n;
 	uint64_t tx_pos = c->tx_seq * (uint64_t)msgsize + c->tx_off;
 	if (rx_pos > tx_pos) {
 		fail(w, c, "received more bytes than were sent", 0);
-		return;
+		return -1;
 	}
 	int measuring = now >= load_ns(&t_measure) && now < load_ns(&t_end);
 	const unsigned char *p = w->rbuf;
@@ -237,7 +341,7 @@ static void on_read(struct worker *w, struct lconn *c, uint64_t now) {
 			chunk = (size_t)n;
 		if (memcmp(p, window(c->id, c->rx_seq) + c->rx_off, chunk) != 0) {
 			fail(w, c, "echoed bytes differ from those sent (loss, duplication or reordering)", 0);
-			return;
+			return -1;
 		}
 		p += chunk;
 		n -= (ssize_t)chunk;
@@ -251,7 +355,26 @@ static void on_read(struct worker *w, struct lconn *c, uint64_t now) {
 			c->rx_off = 0;
 		}
 	}
-	pump(w, c, now);
+	return 0;
+}
+
+/* handshake advances the TLS handshake; once it is done the connection
+ * opens and sends its first messages. */
+static void handshake(struct worker *w, struct lconn *c, uint64_t now) {
+	int r = SSL_connect(c->ssl);
+	if (r == 1) {
+		c->state = OPEN;
+		w->connected++;
+		__atomic_add_fetch(&settled, 1, __ATOMIC_RELEASE);
+		pump(w, c, now);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		set_out(w, c, e == SSL_ERROR_WANT_WRITE);
+		return;
+	}
+	ssl_fail(w, c, "TLS handshake", e);
 }
 
 static void on_connected(struct worker *w, struct lconn *c, uint64_t now) {
@@ -261,6 +384,16 @@ static void on_connected(struct worker *w, struct lconn *c, uint64_t now) {
 		err = errno;
 	if (err != 0) {
 		fail(w, c, "connect", err);
+		return;
+	}
+	if (ssl_ctx != NULL) {
+		c->ssl = SSL_new(ssl_ctx);
+		if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+			fail(w, c, "SSL_new", 0);
+			return;
+		}
+		c->state = HANDSHAKE;
+		handshake(w, c, now);
 		return;
 	}
 	c->state = OPEN;
@@ -310,7 +443,7 @@ static void *run_worker(void *arg) {
 			break;
 		if (now >= connect_deadline && connect_deadline != 0) {
 			for (int i = 0; i < w->count; i++)
-				if (w->conns[i].state == CONNECTING)
+				if (w->conns[i].state == CONNECTING || w->conns[i].state == HANDSHAKE)
 					fail(w, &w->conns[i], "connect timed out", 0);
 			connect_deadline = 0;
 		}
@@ -334,6 +467,10 @@ static void *run_worker(void *arg) {
 				on_connected(w, c, now);
 				continue;
 			}
+			if (c->state == HANDSHAKE) {
+				handshake(w, c, now);
+				continue;
+			}
 			if (c->state == OPEN && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 				on_read(w, c, now);
 			if (c->state == OPEN && (ev & EPOLLOUT))
@@ -341,6 +478,8 @@ static void *run_worker(void *arg) {
 		}
 	}
 	for (int i = 0; i < w->count; i++) {
+		if (w->conns[i].ssl != NULL)
+			SSL_free(w->conns[i].ssl); /* no close_notify: the run is over */
 		if (w->conns[i].fd >= 0)
 			close(w->conns[i].fd);
 		free(w->conns[i].sent);
@@ -393,7 +532,7 @@ static void sleep_until(uint64_t t) {
 static void usage(const char *prog) {
 	fprintf(stderr,
 	        "usage: %s [-addr host:port] [-c conns] [-d depth] [-s size] [-w warmup_s] [-t seconds]\n"
-	        "          [-threads n] [-connect-timeout s] [-pid server_pid]\n",
+	        "          [-threads n] [-connect-timeout s] [-pid server_pid] [-tls 12|13]\n",
 	        prog);
 	exit(2);
 }
@@ -442,12 +581,26 @@ int main(int argc, char **argv) {
 			server_pid = atoi(val);
 		else if (KEY("-connect-timeout"))
 			connect_timeout_s = atof(val);
+		else if (KEY("-tls"))
+			tls_version = atoi(val);
 		else
 			usage(argv[0]);
 #undef KEY
 	}
-	if (nconn < 1 || depth < 1 || msgsize < 1 || msgsize > (1 << 20) || nthreads < 1 || dur_s <= 0 || warm_s < 0)
+	if (nconn < 1 || depth < 1 || msgsize < 1 || msgsize > (1 << 20) || nthreads < 1 || dur_s <= 0 || warm_s < 0 ||
+	    (tls_version != 0 && tls_version != 12 && tls_version != 13))
 		usage(argv[0]);
+	if (tls_version != 0) {
+		ssl_ctx = SSL_CTX_new(TLS_client_method());
+		int v = tls_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
+		if (ssl_ctx == NULL || SSL_CTX_set_min_proto_version(ssl_ctx, v) != 1 ||
+		    SSL_CTX_set_max_proto_version(ssl_ctx, v) != 1) {
+			fprintf(stderr, "SSL_CTX_new failed\n");
+			return 1;
+		}
+		SSL_CTX_set_verify(ssl_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_mode(ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	}
 	if (nthreads > nconn)
 		nthreads = nconn;
 	if (parse_addr(addr_str, &server) != 0) {
@@ -504,7 +657,8 @@ int main(int argc, char **argv) {
 		w->conns = all + next;
 		next += w->count;
 		w->rbuf = malloc(RBUF);
-		if (w->rbuf == NULL) {
+		w->wbuf = malloc((size_t)depth * (size_t)msgsize);
+		if (w->rbuf == NULL || w->wbuf == NULL) {
 			perror("malloc");
 			return 1;
 		}
@@ -567,13 +721,14 @@ int main(int argc, char **argv) {
 	double cpu = (u1 - u0) + (s1 - s0);
 	double srv = srv0 >= 0 && srv1 >= 0 ? srv1 - srv0 : -1;
 	/* The error text is ours and holds no quote or backslash. */
-	printf("{\"tool\":\"loadgen\",\"addr\":\"%s\",\"conns\":%d,\"connected\":%d,\"depth\":%d,"
+	printf("{\"tool\":\"loadgen\",\"tls\":%d,\"addr\":\"%s\",\"conns\":%d,\"connected\":%d,\"depth\":%d,"
 	       "\"size\":%d,\"threads\":%d,\"connect_s\":%.3f,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"msgs\":%llu,"
 	       "\"msgs_per_s\":%.1f,\"mib_per_s\":%.2f,\"lat_p50_us\":%.1f,\"lat_p99_us\":%.1f,"
 	       "\"lat_p999_us\":%.1f,\"lat_max_us\":%.1f,\"errors\":%llu,\"error\":\"%s\","
 	       "\"client_cpu_s\":%.3f,\"client_user_s\":%.3f,\"client_sys_s\":%.3f,\"client_cpu_pct\":%.1f,"
 	       "\"server_pid\":%d,\"server_cpu_s\":%.3f,\"server_cpu_pct\":%.1f}\n",
-	       addr_str, nconn, connected, depth, msgsize, nthreads, (double)(t_settled - t_start) / 1e9, warm_s, win,
+	       tls_version, addr_str, nconn, connected, depth, msgsize, nthreads, (double)(t_settled - t_start) / 1e9, warm_s,
+	       win,
 	       (unsigned long long)msgs, (double)msgs / win, (double)msgs * msgsize / win / (1024.0 * 1024.0),
 	       qv[0], qv[1], qv[2], qv[3], (unsigned long long)errors, err, cpu, u1 - u0, s1 - s0, cpu / wall * 100.0,
 	       server_pid, srv, srv >= 0 ? srv / wall * 100.0 : -1.0);

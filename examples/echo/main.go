@@ -2,8 +2,11 @@
 // comes back to it.
 //
 //	go run ./examples/echo -addr 127.0.0.1:9000 -loops 2 -dispatcher epoll
+//	go run ./examples/echo -tls                          # TLS, self-signed certificate
+//	go run ./examples/echo -tls -cert cert.pem -key key.pem
 //
-// Talk to it with any TCP client, for example `nc 127.0.0.1 9000`. It stops
+// Talk to it with any TCP client, for example `nc 127.0.0.1 9000`, or,
+// with -tls, `openssl s_client -connect 127.0.0.1:9000`. It stops
 // gracefully on SIGINT or SIGTERM: output already written is flushed first,
 // within -shutdown-timeout; a second signal stops it at once. It exits 0
 // only after a graceful stop, and 1 when the shutdown had to close
@@ -34,6 +37,7 @@ import (
 
 	"github.com/tcpreactor/reactor"
 	"github.com/tcpreactor/reactor/examples/internal/restart"
+	"github.com/tcpreactor/reactor/examples/internal/tlsflag"
 )
 
 // options are the command's flags.
@@ -45,6 +49,8 @@ type options struct {
 	quiet      bool
 	timeout    time.Duration // for the graceful shutdown
 	pidFile    string
+	proxy      bool // expect a PROXY protocol header on every connection
+	tls        tlsflag.Flags
 }
 
 func main() {
@@ -56,6 +62,8 @@ func main() {
 	flag.BoolVar(&o.quiet, "quiet", false, "log nothing per connection")
 	flag.DurationVar(&o.timeout, "shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	flag.StringVar(&o.pidFile, "pidfile", "", "file to keep the PID of the serving process in (it changes on SIGHUP)")
+	flag.BoolVar(&o.proxy, "proxy", false, "expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every connection: only behind a load balancer")
+	o.tls.Register(flag.CommandLine)
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -101,17 +109,25 @@ func run(o options, stop, hup <-chan os.Signal, log *slog.Logger) error {
 		h.Close = func(c *reactor.Conn, err error) { log.Info("close", "peer", c.RemoteAddr(), "err", err) }
 	}
 
+	tlsConfig, selfSigned, err := o.tls.Config()
+	if err != nil {
+		in.CloseListeners()
+		return err
+	}
 	srv, err := reactor.NewServer(addr, h, append(inherited,
 		reactor.WithLoops(o.loops),
 		reactor.WithDispatcher(backend),
 		reactor.WithReusePort(o.reusePort),
+		reactor.WithTLS(tlsConfig),
+		reactor.WithProxyProtocol(o.proxy),
 		reactor.WithLogger(log),
 	)...)
 	in.CloseListeners() // the server holds its own descriptors
 	if err != nil {
 		return err
 	}
-	log.Info("echo server listening", "addr", srv.Addr(), "loops", o.loops, "dispatcher", o.dispatcher, "reuseport", o.reusePort, "pid", os.Getpid())
+	log.Info("echo server listening", "addr", srv.Addr(), "loops", o.loops, "dispatcher", o.dispatcher, "reuseport", o.reusePort, "pid", os.Getpid(),
+		"tls", o.tls.On, "self-signed", selfSigned, "proxy", o.proxy)
 	cfg := restart.Config{ReusePort: o.reusePort, PIDFile: o.pidFile, ShutdownTimeout: o.timeout, Log: log}
 	if err := restart.Serve(srv, in, cfg, stop, hup); err != nil {
 		return err

@@ -2,6 +2,8 @@
 //
 //	go run ./examples/http -addr 127.0.0.1:8080
 //	curl -i http://127.0.0.1:8080/
+//	go run ./examples/http -tls                          # HTTPS, self-signed: curl -k https://...
+//	go run ./examples/http -tls -cert cert.pem -key key.pem
 //	curl -H 'Transfer-Encoding: chunked' --data-binary @file http://127.0.0.1:8080/echo
 //
 // It parses the request line and headers properly, reads Content-Length
@@ -33,6 +35,7 @@ import (
 	"github.com/tcpreactor/reactor"
 	"github.com/tcpreactor/reactor/examples/http/httpd"
 	"github.com/tcpreactor/reactor/examples/internal/restart"
+	"github.com/tcpreactor/reactor/examples/internal/tlsflag"
 )
 
 func main() {
@@ -43,6 +46,9 @@ func main() {
 	timeout := flag.Duration("shutdown-timeout", 5*time.Second, "time allowed for a graceful shutdown")
 	reusePort := flag.Bool("reuseport", false, "one SO_REUSEPORT listener per loop; SIGHUP restarts beside it")
 	pidFile := flag.String("pidfile", "", "file to keep the PID of the serving process in (it changes on SIGHUP)")
+	proxy := flag.Bool("proxy", false, "expect a PROXY protocol header (v1 or v2, as HAProxy's send-proxy sends) on every connection: only behind a load balancer")
+	var tlsFlags tlsflag.Flags
+	tlsFlags.Register(flag.CommandLine)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	// Buffered for two: the second signal closes hard during the shutdown.
@@ -51,6 +57,11 @@ func main() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 
+	tlsConfig, selfSigned, err := tlsFlags.Config("http/1.1")
+	if err != nil {
+		log.Error("http", "err", err)
+		os.Exit(1)
+	}
 	in, err := restart.Inherit()
 	if err != nil {
 		log.Error("http", "err", err)
@@ -58,13 +69,15 @@ func main() {
 	}
 	listenAddr, inherited := in.Listen(*addr)
 	srv, err := httpd.NewServer(listenAddr, *loops, *dispatcher, log, httpd.WithMaxBodyBytes(*maxBody),
-		httpd.WithServerOptions(append(inherited, reactor.WithReusePort(*reusePort))...))
+		httpd.WithServerOptions(append(inherited, reactor.WithReusePort(*reusePort), reactor.WithTLS(tlsConfig),
+			reactor.WithProxyProtocol(*proxy))...))
 	in.CloseListeners() // the server holds its own descriptors
 	if err != nil {
 		log.Error("http", "err", err)
 		os.Exit(1)
 	}
-	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops, "reuseport", *reusePort, "pid", os.Getpid())
+	log.Info("http server listening", "addr", srv.Addr(), "loops", *loops, "reuseport", *reusePort, "pid", os.Getpid(),
+		"tls", tlsFlags.On, "self-signed", selfSigned, "proxy", *proxy)
 	cfg := restart.Config{ReusePort: *reusePort, PIDFile: *pidFile, ShutdownTimeout: *timeout, Log: log}
 	if err := restart.Serve(srv, in, cfg, stop, hup); err != nil {
 		log.Error("http", "err", err)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -38,6 +39,43 @@ func Path() (string, error) {
 		return "/usr/sbin/haproxy", nil
 	}
 	return "", ErrNotInstalled
+}
+
+// Require skips the test when haproxy is not installed, or fails it under
+// CI (CI=true), which installs haproxy: a skip there would prove nothing.
+func Require(tb testing.TB) {
+	tb.Helper()
+	if _, err := Path(); err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(err)
+		}
+		tb.Skip(err)
+	}
+}
+
+// SendProxyConfig is a configuration with two frontends on loopback that
+// relay to backend, one with send-proxy (version 1) and one with
+// send-proxy-v2 followed by v2Extra (such as "check inter 200ms").
+func SendProxyConfig(v1, v2, backend, v2Extra string) string {
+	return fmt.Sprintf(`global
+    maxconn 64
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout check 5s
+frontend v1
+    bind %s
+    default_backend v1
+backend v1
+    server s %s send-proxy
+frontend v2
+    bind %s
+    default_backend v2
+backend v2
+    server s %s send-proxy-v2 %s
+`, v1, backend, v2, backend, v2Extra)
 }
 
 // Start writes config to a file in dir and runs haproxy on it in the

@@ -66,6 +66,11 @@ type Interface interface {
 	// returned as 0. Write never raises SIGPIPE.
 	Read(fd int, p []byte) (n int, err error)
 	Readv(fd int, iov [][]byte) (n int, err error)
+	// Peek is recv(2) with MSG_PEEK: it copies the bytes at the front of
+	// the socket's receive queue into p and leaves them there, for a
+	// later Read. Otherwise as Read: 0 and nil at the peer's end of file,
+	// unix.EAGAIN with nothing queued.
+	Peek(fd int, p []byte) (n int, err error)
 	Write(fd int, p []byte) (n int, err error)
 	Writev(fd int, iov [][]byte) (n int, err error)
 	// Shutdown is shutdown(2); how is unix.SHUT_RD, SHUT_WR or SHUT_RDWR.

@@ -85,6 +85,17 @@ func (OS) Read(fd int, p []byte) (int, error) {
 	return count(r), errnoErr(e)
 }
 
+// Peek is recvfrom(2) with MSG_PEEK and no address. An empty p returns
+// (0, nil) without a system call, as Read does.
+func (OS) Peek(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		unix.MSG_PEEK, 0, 0)
+	return count(r), errnoErr(e)
+}
+
 // Write is send(2) with MSG_NOSIGNAL on a non-blocking socket: a write(2)
 // with the same cost, except that a write to a connection the peer has reset
 // fails with EPIPE without the kernel also raising SIGPIPE. A plain Go

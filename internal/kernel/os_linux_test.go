@@ -904,3 +904,28 @@ func TestConnect(t *testing.T) {
 		assert.ErrorIs(t, err, unix.EAFNOSUPPORT)
 	})
 }
+
+// TestPeek: MSG_PEEK copies the queued bytes and leaves them for Read;
+// EAGAIN with nothing queued, 0 at the peer's end of file.
+func TestPeek(t *testing.T) {
+	a, b := socketpair(t)
+	k := OS{}
+	buf := make([]byte, 16)
+	_, err := k.Peek(b, buf)
+	assert.Equal(t, unix.EAGAIN, err)
+	_, err = k.Write(a, []byte("hello"))
+	require.NoError(t, err)
+	n, err := k.Peek(b, buf[:3])
+	require.NoError(t, err)
+	assert.Equal(t, "hel", string(buf[:n]))
+	n, err = k.Peek(b, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(buf[:n]), "peeking consumed nothing")
+	n, err = k.Read(b, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(buf[:n]))
+	require.NoError(t, k.Shutdown(a, unix.SHUT_WR))
+	n, err = k.Peek(b, buf)
+	assert.NoError(t, err)
+	assert.Zero(t, n, "EOF")
+}

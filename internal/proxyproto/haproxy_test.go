@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -19,12 +18,7 @@ import (
 // distinct loopback addresses connect through it, and the header names
 // exactly their address and port.
 func TestParseHAProxy(t *testing.T) {
-	if _, err := haproxytest.Path(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err) // CI installs haproxy: a skip there would prove nothing
-		}
-		t.Skip(err)
-	}
+	haproxytest.Require(t)
 	ports, err := haproxytest.FreePorts(3)
 	require.NoError(t, err)
 	backend, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[0]))
@@ -32,24 +26,7 @@ func TestParseHAProxy(t *testing.T) {
 	defer backend.Close()
 	v1 := fmt.Sprintf("127.0.0.1:%d", ports[1])
 	v2 := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	cfg := fmt.Sprintf(`global
-    maxconn 64
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend v1
-    bind %s
-    default_backend v1
-backend v1
-    server s %s send-proxy
-frontend v2
-    bind %s
-    default_backend v2
-backend v2
-    server s %s send-proxy-v2
-`, v1, backend.Addr(), v2, backend.Addr())
+	cfg := haproxytest.SendProxyConfig(v1, v2, backend.Addr().String(), "")
 	p, err := haproxytest.Start(t.TempDir(), cfg, []string{v1, v2}, 30*time.Second)
 	require.NoError(t, err)
 	defer p.Stop()

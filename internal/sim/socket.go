@@ -259,11 +259,26 @@ func (k *Kernel) Read(fd int, p []byte) (int, error) {
 func (k *Kernel) Readv(fd int, iov [][]byte) (int, error) {
 	k.lock()
 	defer k.unlock()
-	n, errno := k.readLocked(fd, iov)
+	n, errno := k.readLocked(fd, iov, false)
 	return n, errOf(errno)
 }
 
-func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
+// Peek is recv(2) with MSG_PEEK: Read that leaves the bytes queued. It
+// meets the same faults as Read (OpRead), short counts included, as a
+// real peek returns only what has arrived so far.
+func (k *Kernel) Peek(fd int, p []byte) (int, error) {
+	k.lock()
+	defer k.unlock()
+	iov := [1][]byte{p}
+	n, errno := k.readLocked(fd, iov[:], true)
+	return n, errOf(errno)
+}
+
+func (k *Kernel) readLocked(fd int, iov [][]byte, peek bool) (int, unix.Errno) {
+	kind := KindRead
+	if peek {
+		kind = KindPeek
+	}
 	f, errno := k.socketLocked(fd)
 	if errno == 0 {
 		if ft := k.faultLocked(OpRead, f, false); ft != nil {
@@ -271,7 +286,7 @@ func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
 		}
 	}
 	if errno != 0 {
-		k.recordLocked(Record{Kind: KindRead, FD: fd, Err: errno})
+		k.recordLocked(Record{Kind: kind, FD: fd, Err: errno})
 		return 0, errno
 	}
 	e := f.ep
@@ -283,6 +298,11 @@ func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
 		if n >= 2 && k.faultLocked(OpRead, f, true) != nil {
 			n = 1 + k.rng.IntN(n-1)
 		}
+		if peek {
+			copy(iov[0], e.recv.peek(n))
+			k.recordLocked(Record{Kind: kind, FD: fd, N: n})
+			return n, 0
+		}
 		left := n
 		for _, b := range iov {
 			if left == 0 {
@@ -293,14 +313,14 @@ func (k *Kernel) readLocked(fd int, iov [][]byte) (int, unix.Errno) {
 		k.pumpLocked(e.peer)
 	case e.err == unix.ECONNRESET: // a pending EPIPE is for write only (see endpoint)
 		errno, e.err = e.err, 0
-		k.recordLocked(Record{Kind: KindRead, FD: fd, Err: errno})
+		k.recordLocked(Record{Kind: kind, FD: fd, Err: errno})
 		return 0, errno
 	case e.reset || want == 0:
 	case !e.rdShut && !e.peerFinished():
-		k.recordLocked(Record{Kind: KindRead, FD: fd, Err: unix.EAGAIN})
+		k.recordLocked(Record{Kind: kind, FD: fd, Err: unix.EAGAIN})
 		return 0, unix.EAGAIN
 	}
-	k.recordLocked(Record{Kind: KindRead, FD: fd, N: n})
+	k.recordLocked(Record{Kind: kind, FD: fd, N: n})
 	return n, 0
 }
 

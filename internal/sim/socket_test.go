@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -1075,4 +1076,31 @@ func TestInjectedReadResetDropsUnreadBytes(t *testing.T) {
 	assert.Equal(t, []byte("reply"), s.c.ReadAll(), "the client keeps what it received")
 	_, err = s.c.Read(make([]byte, 1))
 	assert.Equal(t, unix.ECONNRESET, err)
+}
+
+// TestPeek: as recv(MSG_PEEK) on Linux: the bytes stay queued for Read
+// (and still count for readiness), EAGAIN with none, 0 at EOF; the trace
+// says peek.
+func TestPeek(t *testing.T) {
+	k := New(Config{})
+	fds, err := k.Socketpair()
+	require.NoError(t, err)
+	a, b := fds[0], fds[1]
+	buf := make([]byte, 16)
+	_, err = k.Peek(b, buf)
+	assert.Equal(t, unix.EAGAIN, err)
+	_, err = k.Write(a, []byte("hello"))
+	require.NoError(t, err)
+	n, err := k.Peek(b, buf[:3])
+	require.NoError(t, err)
+	assert.Equal(t, "hel", string(buf[:n]))
+	assert.Equal(t, Read, events(t, k, b, Read), "still readable")
+	n, err = k.Read(b, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(buf[:n]))
+	require.NoError(t, k.Shutdown(a, unix.SHUT_WR))
+	n, err = k.Peek(b, buf)
+	assert.NoError(t, err)
+	assert.Zero(t, n, "EOF")
+	assert.Contains(t, k.TraceText(), "peek fd="+strconv.Itoa(b)+" n=3")
 }

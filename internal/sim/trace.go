@@ -33,6 +33,7 @@ const (
 	KindClock                      // the virtual clock moved (At is the new time)
 	KindNote                       // Tracef: Text
 	KindConnect                    // Connect: FD, Text = from > to (Err EINPROGRESS); then how it ended: Text, Err if it failed
+	KindPeek                       // recv with MSG_PEEK: FD, N bytes copied and left queued (0 = EOF), or Err
 )
 
 var kindNames = [...]string{
@@ -51,6 +52,7 @@ var kindNames = [...]string{
 	KindClock:      "clock",
 	KindNote:       "note",
 	KindConnect:    "connect",
+	KindPeek:       "peek",
 }
 
 // String returns the kind's name as the trace shows it ("read", "turn").
@@ -94,10 +96,10 @@ func (r Record) String() string {
 		fmt.Fprintf(&b, " fd=%d", r.FD)
 	}
 	switch r.Kind {
-	case KindRead, KindWrite:
+	case KindRead, KindWrite, KindPeek:
 		if r.Err == 0 {
 			fmt.Fprintf(&b, " n=%d", r.N)
-			if r.N == 0 && r.Kind == KindRead {
+			if r.N == 0 && r.Kind != KindWrite {
 				b.WriteString(" EOF")
 			}
 		}

@@ -96,7 +96,7 @@ func chart(res *results) string {
 	lx := left
 	seen := map[string]bool{}
 	for i, s := range res.Servers {
-		if s.Kind == kindEcho || s.Kind == kindHTTP {
+		if s.Kind != "" {
 			if seen[s.Name] {
 				continue
 			}

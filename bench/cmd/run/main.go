@@ -121,6 +121,9 @@ func mainErr() error {
 	if !have("gcc") && !aptInstall(logf, "gcc") {
 		return errors.New("gcc is needed for the C server and the load generator, and could not be installed")
 	}
+	if _, err := os.Stat("/usr/include/openssl/ssl.h"); err != nil && !aptInstall(logf, "libssl-dev") {
+		logf("OpenSSL's headers (libssl-dev) are missing and could not be installed: the load generator will not build")
+	}
 	if *serverCPUs != "" || *clientCPUs != "" {
 		if !have("taskset") && !aptInstall(logf, "util-linux") {
 			logf("taskset is missing: running unpinned")

@@ -29,8 +29,13 @@ func summarize(v []float64) stat {
 
 // baseline names the server every ratio of a kind is taken against.
 func baseline(kind string) string {
-	if kind == kindHTTP {
+	switch kind {
+	case kindHTTP:
 		return "gnet-http"
+	case kindTLSEcho:
+		return "gonet-tls" // Go's net with crypto/tls: what TLS is measured against
+	case kindHTTPS:
+		return "fasthttp-https"
 	}
 	return "gnet"
 }
@@ -122,12 +127,13 @@ func tables(res *results) string {
 	}
 	b.WriteString("\n")
 	b.WriteString("Figures are medians over the rounds; min–max is the run-to-run spread; " +
-		"×gnet is the median divided by gnet's (gnet-http's for HTTP). " +
+		"×gnet is the median divided by gnet's (gnet-http's for HTTP); for TLS, ×gonet-tls by Go net + crypto/tls's, " +
+		"×fasthttp-https by fasthttp's over crypto/tls. " +
 		"CPU columns are percent of one core over the measured window; bg is everything else the machine ran meanwhile " +
 		"(other processes, interrupts, hypervisor steal): a high bg means a noisy run.\n\n")
 
 	// Headline: one row per server, one column per workload.
-	for _, kind := range []string{kindEcho, kindHTTP} {
+	for _, kind := range []string{kindEcho, kindHTTP, kindTLSEcho, kindHTTPS} {
 		var ws []workload
 		for _, w := range res.Workloads {
 			if w.kind() == kind {
@@ -138,10 +144,15 @@ func tables(res *results) string {
 		if len(ws) == 0 || len(srvs) == 0 {
 			continue
 		}
-		if kind == kindEcho {
+		switch kind {
+		case kindEcho:
 			b.WriteString("## Summary: echo (messages/s; idle: KiB per connection, lower is better)\n\n| server |")
-		} else {
+		case kindHTTP:
 			b.WriteString("## Summary: HTTP plaintext (requests/s)\n\n| server |")
+		case kindTLSEcho:
+			b.WriteString("## Summary: TLS echo (messages/s; idle: KiB per connection, lower is better)\n\n| server |")
+		case kindHTTPS:
+			b.WriteString("## Summary: HTTPS (requests/s)\n\n| server |")
 		}
 		for _, w := range ws {
 			fmt.Fprintf(&b, " %s |", w.Name)
@@ -172,15 +183,16 @@ func tables(res *results) string {
 		if base != nil {
 			baseMed = base.stat(value).Median
 		}
+		bl := baseline(w.kind())
 		switch w.Type {
 		case typeEcho:
-			b.WriteString("| server | msg/s | min–max | ×gnet | MiB/s | p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | bg CPU | runs |\n")
+			b.WriteString("| server | msg/s | min–max | ×" + bl + " | MiB/s | p50 µs | p99 µs | p99.9 µs | server µs/msg | server CPU | client CPU | bg CPU | runs |\n")
 			b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		case typeIdle:
-			b.WriteString("| server | KiB/conn | min–max | ×gnet | RSS before KiB | RSS after KiB | runs |\n")
+			b.WriteString("| server | KiB/conn | min–max | ×" + bl + " | RSS before KiB | RSS after KiB | runs |\n")
 			b.WriteString("|---|---:|---:|---:|---:|---:|---|\n")
 		case typeHTTP:
-			b.WriteString("| server | req/s | min–max | ×gnet-http | p50 µs | p99 µs | p99.9 µs | server µs/req | server CPU | client CPU | bg CPU | runs |\n")
+			b.WriteString("| server | req/s | min–max | ×" + bl + " | p50 µs | p99 µs | p99.9 µs | server µs/req | server CPU | client CPU | bg CPU | runs |\n")
 			b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		}
 		for _, s := range srvs {

@@ -16,10 +16,13 @@ import (
 )
 
 // Kinds of server, and so of workload: an echo server serves the echo and
-// idle workloads, an HTTP server the HTTP ones.
+// idle workloads, an HTTP server the HTTP ones; their TLS forms the TLS
+// workloads.
 const (
-	kindEcho = "echo"
-	kindHTTP = "http"
+	kindEcho    = "echo"
+	kindHTTP    = "http"
+	kindTLSEcho = "tls-echo"
+	kindHTTPS   = "https"
 )
 
 // cServer is the name the C epoll echo server (cserver/echo.c) runs under.
@@ -36,7 +39,8 @@ type server struct {
 
 // discover lists the servers under dir/servers (every directory holding a Go
 // file; a name ending in "http", as gnet-http, nethttp, fasthttp and
-// reactor-http do, is an HTTP server) plus the C echo server.
+// reactor-http do, is an HTTP server, one ending in "https" an HTTPS server
+// and one ending in "-tls" a TLS echo server) plus the C echo server.
 // New directories, such as the reactor servers, are picked up by name.
 func discover(dir string) ([]server, error) {
 	entries, err := os.ReadDir(filepath.Join(dir, "servers"))
@@ -53,8 +57,13 @@ func discover(dir string) ([]server, error) {
 			continue
 		}
 		kind := kindEcho
-		if strings.HasSuffix(e.Name(), "http") {
+		switch name := e.Name(); {
+		case strings.HasSuffix(name, "https"):
+			kind = kindHTTPS
+		case strings.HasSuffix(name, "http"):
 			kind = kindHTTP
+		case strings.HasSuffix(name, "-tls"):
+			kind = kindTLSEcho
 		}
 		list = append(list, server{Name: e.Name(), Kind: kind})
 	}
@@ -109,9 +118,9 @@ func order(name string) string {
 	switch name {
 	case cServer:
 		return "0"
-	case "gnet", "gnet-http":
+	case "gnet", "gnet-http", "gonet-tls", "fasthttp-https":
 		return "1"
-	case "reactor", "reactor-http":
+	case "reactor", "reactor-http", "reactor-tls", "reactor-https":
 		return "2"
 	}
 	return "3" + name
@@ -127,10 +136,12 @@ func buildAll(ctx context.Context, dir string, servers []server, log func(string
 		return nil, err
 	}
 	tools := map[string]error{}
-	cc := func(out, src string) error {
-		return run(ctx, dir, "gcc", "-O2", "-Wall", "-pthread", "-o", filepath.Join(bin, out), src)
+	cc := func(out, src string, libs ...string) error {
+		args := append([]string{"-O2", "-Wall", "-pthread", "-o", filepath.Join(bin, out), src}, libs...)
+		return run(ctx, dir, "gcc", args...)
 	}
-	tools["loadgen"] = cc("loadgen", filepath.Join("loadgen", "loadgen.c"))
+	// The load generator speaks TLS with OpenSSL (libssl-dev).
+	tools["loadgen"] = cc("loadgen", filepath.Join("loadgen", "loadgen.c"), "-lssl", "-lcrypto")
 	tools["idle"] = run(ctx, dir, "go", "build", "-o", filepath.Join(bin, "idle"), "./idle")
 	for k, err := range tools {
 		if err != nil {

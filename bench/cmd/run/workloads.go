@@ -27,13 +27,19 @@ type workload struct {
 	Depth    int    `json:"depth,omitempty"`    // echo: messages in flight per connection
 	Size     int    `json:"size,omitempty"`     // echo: message bytes
 	Pipeline int    `json:"pipeline,omitempty"` // http: requests sent back to back
+	TLS      bool   `json:"tls,omitempty"`      // over TLS 1.3 (the handshake is not measured)
 	Desc     string `json:"desc"`
 }
 
 // kind is the kind of server a workload runs against.
 func (w workload) kind() string {
-	if w.Type == typeHTTP {
+	switch {
+	case w.Type == typeHTTP && w.TLS:
+		return kindHTTPS
+	case w.Type == typeHTTP:
 		return kindHTTP
+	case w.TLS:
+		return kindTLSEcho
 	}
 	return kindEcho
 }
@@ -59,6 +65,14 @@ var allWorkloads = []workload{
 		Desc: "HTTP/1.1 GET / \"Hello, World!\", wrk, 100 connections, no pipelining"},
 	{Name: "http-pipe16", Type: typeHTTP, Conns: 100, Pipeline: 16,
 		Desc: "the same with 16 requests pipelined per connection (TechEmpower plaintext style)"},
+	{Name: "tls-echo-64B-d1", Type: typeEcho, Conns: 100, Depth: 1, Size: 64, TLS: true,
+		Desc: "echo over TLS 1.3, 64 B messages, 100 connections, 1 in flight on each (OpenSSL client; handshakes in the warm-up)"},
+	{Name: "tls-echo-4KiB-d1", Type: typeEcho, Conns: 100, Depth: 1, Size: 4096, TLS: true,
+		Desc: "echo over TLS 1.3, 4 KiB messages, 100 connections, 1 in flight on each"},
+	{Name: "tls-idle-5k", Type: typeIdle, Conns: 5000, TLS: true,
+		Desc: "server RSS growth per idle TLS connection after its handshake, 5 000 connections each echoed one byte"},
+	{Name: "https-pipe16", Type: typeHTTP, Conns: 100, Pipeline: 16, TLS: true,
+		Desc: "HTTPS (TLS 1.3, wrk), GET / \"Hello, World!\", 100 connections, 16 requests pipelined per connection"},
 }
 
 // record is the outcome of one server on one workload in one round.
@@ -158,9 +172,15 @@ func runOne(cfg *config, s server, w workload, round, seq int) record {
 			"-c", strconv.Itoa(w.Conns), "-d", strconv.Itoa(w.Depth), "-s", strconv.Itoa(w.Size),
 			"-w", secs(cfg.warmup), "-t", secs(cfg.duration),
 			"-threads", strconv.Itoa(cfg.clientThreads), "-pid", strconv.Itoa(srv.Pid())}
+		if w.TLS {
+			argv = append(argv, "-tls", "13")
+		}
 	case typeIdle:
 		argv = []string{filepath.Join(cfg.dir, "bin", "idle"), "-addr", addr,
 			"-n", strconv.Itoa(w.Conns), "-pid", strconv.Itoa(srv.Pid())}
+		if w.TLS {
+			argv = append(argv, "-tls")
+		}
 		limit = 5 * time.Minute
 	case typeHTTP:
 		argv = wrkArgs(cfg, w, addr, cfg.duration)
@@ -279,9 +299,13 @@ func fill(rec *record, w workload, line []byte) error {
 
 func wrkArgs(cfg *config, w workload, addr string, d time.Duration) []string {
 	threads := max(1, min(cfg.clientThreads, w.Conns))
+	scheme := "http://"
+	if w.TLS {
+		scheme = "https://" // wrk's OpenSSL, which does not verify the certificate
+	}
 	return []string{cfg.wrk, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(w.Conns),
 		"-d", strconv.Itoa(int(math.Ceil(d.Seconds()))) + "s",
-		"-s", filepath.Join(cfg.dir, "wrk", "report.lua"), "http://" + addr + "/"}
+		"-s", filepath.Join(cfg.dir, "wrk", "report.lua"), scheme + addr + "/"}
 }
 
 func wrkEnv(w workload) []string {

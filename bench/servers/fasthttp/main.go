@@ -14,22 +14,9 @@ import (
 	"runtime"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/tcpreactor/reactor/bench/internal/peer"
 )
-
-var hello = []byte("Hello, World!")
-
-func handler(ctx *fasthttp.RequestCtx) {
-	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Error("Method Not Allowed", fasthttp.StatusMethodNotAllowed)
-		return
-	}
-	if string(ctx.Path()) != "/" {
-		ctx.Error("Not Found", fasthttp.StatusNotFound)
-		return
-	}
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBody(hello)
-}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
@@ -39,6 +26,6 @@ func main() {
 		log.Fatalf("-loops must be at least 1, got %d", *loops)
 	}
 	runtime.GOMAXPROCS(*loops)
-	srv := &fasthttp.Server{Handler: handler, Name: "fasthttp"}
+	srv := &fasthttp.Server{Handler: peer.Hello, Name: "fasthttp"}
 	log.Fatal(srv.ListenAndServe(*addr))
 }

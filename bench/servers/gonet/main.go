@@ -12,35 +12,17 @@
 // connections would need 57 000 descriptors and fail against a 20 000 limit.
 // A plain read/write loop with one 4 KiB buffer (bufio's default size) per
 // connection is the other common form and costs one read and one write per
-// burst, as the event-loop servers do.
+// burst, as the event-loop servers do (peer.Echo, shared with gonet-tls).
 package main
 
 import (
-	"errors"
 	"flag"
 	"log"
 	"net"
 	"runtime"
-	"time"
+
+	"github.com/tcpreactor/reactor/bench/internal/peer"
 )
-
-const bufSize = 4096
-
-func serve(c net.Conn) {
-	defer c.Close()
-	buf := make([]byte, bufSize)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			if _, werr := c.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return // io.EOF or a reset: the connection is done either way
-		}
-	}
-}
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
@@ -54,22 +36,5 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Accept errors other than a closed listener (EMFILE, ECONNABORTED) are
-	// retried after a growing pause, as net/http's Server does, so a burst
-	// past the descriptor limit does not end the server.
-	var pause time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				log.Fatal(err)
-			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			log.Printf("accept: %v; retrying in %v", err, pause)
-			time.Sleep(pause)
-			continue
-		}
-		pause = 0
-		go serve(c)
-	}
+	peer.Accept(ln, peer.Echo)
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -84,7 +85,14 @@ func NewServer(addr string, loops int, dispatcher string, log *slog.Logger, opts
 		reactor.WithDispatcher(backend),
 		reactor.WithLogger(log),
 	)
-	return reactor.NewServer(addr, newHandler(cfg), append(ropts, cfg.extra...)...)
+	h := newHandler(cfg)
+	srv, err := reactor.NewServer(addr, h, append(ropts, cfg.extra...)...)
+	if err != nil {
+		return nil, err
+	}
+	// Set before Serve starts the loops that read it.
+	h.stats = srv.ExpvarStats().String
+	return srv, nil
 }
 
 // serverOptions returns the reactor options the server needs for cfg.
@@ -229,7 +237,8 @@ func (b *chunkedBody) finish() {
 type handler struct {
 	reactor.HandlerFuncs
 	maxBody int64
-	pool    sync.Pool // of *scratch
+	pool    sync.Pool     // of *scratch
+	stats   func() string // the server's Stats as JSON, for /debug/vars; nil from NewHandler
 }
 
 // NewHandler returns the server's reactor.Handler. It is safe to share
@@ -256,6 +265,7 @@ var (
 	notFound     = []byte("404 page not found\n")
 	textPlain    = "text/plain; charset=utf-8"
 	octetBytes   = "application/octet-stream"
+	appJSON      = "application/json"
 	continueResp = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 )
 
@@ -292,7 +302,11 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 			if shuttingDown {
 				cb.conn = connClose
 			}
-			s.out = respond(s.out, s.dateNow(), cb.rt, cb.head, cb.data, cb.conn)
+			body := cb.data
+			if cb.rt == routeStats {
+				body = h.statsBody()
+			}
+			s.out = respond(s.out, s.dateNow(), cb.rt, cb.head, body, cb.conn)
 			closing = cb.conn == connClose
 			cb.finish()
 			continue
@@ -330,7 +344,11 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 			continue
 		}
 		closing = conn == connClose
-		s.out = respond(s.out, s.dateNow(), rt, head, s.req.body, conn)
+		body := s.req.body
+		if rt == routeStats {
+			body = h.statsBody()
+		}
+		s.out = respond(s.out, s.dateNow(), rt, head, body, conn)
 	}
 	in.Discard(consumed)
 	if len(s.out) > 0 {
@@ -353,12 +371,24 @@ func (s *scratch) reject(err error) {
 	s.out = appendResponse(s.out, s.dateNow(), status, textPlain, []byte(statusText(status)+"\n"), connClose)
 }
 
+// statsBody is the answer to GET /debug/vars: what expvar would publish
+// for expvar.Publish("reactor", srv.ExpvarStats()), with the process's
+// PID, so that an operator (or a test) behind a load balancer can tell the
+// instances apart. Not on the hot path: it allocates.
+func (h *handler) statsBody() []byte {
+	if h.stats == nil {
+		return []byte("{}\n")
+	}
+	return fmt.Appendf(nil, "{\"pid\": %d, \"reactor\": %s}\n", os.Getpid(), h.stats())
+}
+
 // route is what the server answers a request with.
 type route uint8
 
 const (
 	routeHello    route = iota // "Hello, World!"
 	routeEcho                  // the request body
+	routeStats                 // the server's counters, as expvar shows them
 	routeNotFound              // 404
 )
 
@@ -369,6 +399,8 @@ func routeOf(req *request) route {
 		return routeHello
 	case is(req.method, "POST") && is(req.path, "/echo"):
 		return routeEcho
+	case (is(req.method, "GET") || is(req.method, "HEAD")) && is(req.path, "/debug/vars"):
+		return routeStats
 	}
 	return routeNotFound
 }
@@ -383,6 +415,8 @@ func respond(dst, date []byte, rt route, head bool, body []byte, conn connHeader
 		ctype, body = textPlain, helloBody
 	case routeEcho:
 		ctype = octetBytes
+	case routeStats:
+		ctype = appJSON
 	default:
 		status, ctype, body = 404, textPlain, notFound
 	}
