@@ -11,16 +11,16 @@ import (
 // cpuChartFile is where writeReport puts the chart cpuChart draws.
 const cpuChartFile = "cpu-per-msg.svg"
 
-// cpuSeries picks the workloads the CPU chart draws: the echo workloads of
-// 64 B messages with one in flight per connection, which differ only in
-// their connection count (echo-64B-d1, -c1000, -c10k, -c19k), in order of
-// that count. With one message in flight every event carries one message, so
+// cpuSeries picks the workloads the CPU chart draws: the plain (not TLS)
+// echo workloads of 64 B messages with one in flight per connection, which
+// differ only in their connection count (echo-64B-d1, -c1000, -c10k,
+// -c19k), in order of that count. With one message in flight every event carries one message, so
 // the server's CPU per message shows what each connection costs as there
 // come to be more of them.
 func cpuSeries(res *results) []workload {
 	var ws []workload
 	for _, w := range res.Workloads {
-		if w.Type == typeEcho && w.Size == 64 && w.Depth == 1 {
+		if w.Type == typeEcho && !w.TLS && w.Size == 64 && w.Depth == 1 {
 			ws = append(ws, w)
 		}
 	}

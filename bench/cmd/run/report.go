@@ -276,14 +276,15 @@ func tables(res *results) string {
 
 func usPerOp(r record) float64 { return r.ServerUsPerOp }
 
-// cpuSummary writes the echo servers' CPU time per message on every echo
-// workload, each with its ratio to the C server's: with client and server
+// cpuSummary writes the echo servers' CPU time per message on every plain
+// echo workload (the TLS ones have servers of their own and no C server),
+// each with its ratio to the C server's: with client and server
 // on one core each, throughput is often a joint limit of the two, while
 // this is the server's own cost (see README.md, Reading the tables).
 func cpuSummary(b *strings.Builder, res *results, cs map[[2]string]*cell) {
 	var ws []workload
 	for _, w := range res.Workloads {
-		if w.Type == typeEcho {
+		if w.Type == typeEcho && !w.TLS {
 			ws = append(ws, w)
 		}
 	}

@@ -228,7 +228,7 @@ func cpuSample() *results {
 	res := &results{
 		Meta: meta{Rounds: 2},
 		Workloads: []workload{workloadNamed("echo-64B-d1"), workloadNamed("echo-64B-c10k"),
-			workloadNamed("echo-64B-c19k"), workloadNamed("idle-10k")},
+			workloadNamed("echo-64B-c19k"), workloadNamed("idle-10k"), workloadNamed("tls-echo-64B-d1")},
 		Servers: []serverInfo{{Name: cServer, Kind: kindEcho}, {Name: "gnet", Kind: kindEcho}, {Name: "reactor", Kind: kindEcho}},
 	}
 	add := func(w, s string, us ...float64) {
@@ -250,7 +250,7 @@ func cpuSample() *results {
 func TestCPUSummary(t *testing.T) {
 	md := tables(cpuSample())
 	assert.Contains(t, md, "## Summary: echo server CPU per message (µs, lower is better; ÷ c-epoll in brackets)")
-	assert.Contains(t, md, "| server | echo-64B-d1 | echo-64B-c10k | echo-64B-c19k |\n", "idle is not an echo workload")
+	assert.Contains(t, md, "| server | echo-64B-d1 | echo-64B-c10k | echo-64B-c19k |\n", "idle is not an echo workload, nor is TLS echo plain echo")
 	assert.Contains(t, md, "| c-epoll | 3.50 (1.00) | 5.00 (1.00) | 5.00 (1.00) |")
 	assert.Contains(t, md, "| gnet | 4.00 (1.14) | 8.00 (1.60) | 10.00 (2.00) |")
 	assert.Contains(t, md, "| reactor | 3.50 (1.00) | – | 6.00 (1.20) |")
@@ -308,11 +308,13 @@ func TestParseExtra(t *testing.T) {
 	require.NoError(t, os.WriteFile(plain, nil, 0o644))
 	discovered := []server{{Name: cServer}, {Name: "reactor"}}
 
-	got, err := parseExtra("reactor-base="+bin+", old-http="+bin, discovered)
+	got, err := parseExtra("reactor-base="+bin+", old-http="+bin+",old-https="+bin+",old-tls="+bin, discovered)
 	require.NoError(t, err)
-	require.Len(t, got, 2)
+	require.Len(t, got, 4)
 	assert.Equal(t, server{Name: "reactor-base", Kind: kindEcho, Bin: bin, Prebuilt: true}, got[0])
 	assert.Equal(t, kindHTTP, got[1].Kind)
+	assert.Equal(t, kindHTTPS, got[2].Kind)
+	assert.Equal(t, kindTLSEcho, got[3].Kind, "named as discover names them")
 
 	got, err = parseExtra("", discovered)
 	require.NoError(t, err)

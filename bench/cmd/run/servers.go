@@ -56,26 +56,32 @@ func discover(dir string) ([]server, error) {
 		if len(gofiles) == 0 {
 			continue
 		}
-		kind := kindEcho
-		switch name := e.Name(); {
-		case strings.HasSuffix(name, "https"):
-			kind = kindHTTPS
-		case strings.HasSuffix(name, "http"):
-			kind = kindHTTP
-		case strings.HasSuffix(name, "-tls"):
-			kind = kindTLSEcho
-		}
-		list = append(list, server{Name: e.Name(), Kind: kind})
+		list = append(list, server{Name: e.Name(), Kind: kindOf(e.Name())})
 	}
 	sort.SliceStable(list, func(i, j int) bool { return order(list[i].Name) < order(list[j].Name) })
 	return list, nil
 }
 
+// kindOf tells a server's kind by its name, for discover and parseExtra: a
+// name ending in "https" is an HTTPS server, one ending in "http" an HTTP
+// server, one ending in "-tls" a TLS echo server, any other an echo server.
+func kindOf(name string) string {
+	switch {
+	case strings.HasSuffix(name, "https"):
+		return kindHTTPS
+	case strings.HasSuffix(name, "http"):
+		return kindHTTP
+	case strings.HasSuffix(name, "-tls"):
+		return kindTLSEcho
+	}
+	return kindEcho
+}
+
 // parseExtra reads -extra: comma-separated name=binary pairs naming servers
 // that are already built, such as the reactor server built from another
 // commit, to be run beside the discovered ones under that name (an A/B of two
-// builds in one interleaved run). A name ending in "http" is an HTTP server,
-// as in discover. A name may not repeat a discovered server's or another
+// builds in one interleaved run). Its name tells its kind, as in discover
+// (kindOf). A name may not repeat a discovered server's or another
 // extra's; a binary that is missing fails the run now, not server by server.
 func parseExtra(spec string, discovered []server) ([]server, error) {
 	if strings.TrimSpace(spec) == "" {
@@ -102,11 +108,7 @@ func parseExtra(spec string, discovered []server) ([]server, error) {
 		if fi, err := os.Stat(abs); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
 			return nil, fmt.Errorf("-extra %s: %s is not an executable file", name, bin)
 		}
-		kind := kindEcho
-		if strings.HasSuffix(name, "http") {
-			kind = kindHTTP
-		}
-		out = append(out, server{Name: name, Kind: kind, Bin: abs, Prebuilt: true})
+		out = append(out, server{Name: name, Kind: kindOf(name), Bin: abs, Prebuilt: true})
 	}
 	return out, nil
 }
