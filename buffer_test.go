@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log/slog"
 	"math"
 	"net/netip"
 	"strconv"
@@ -1120,32 +1119,4 @@ func TestBufferHugeLimitGrowsByDoubling(t *testing.T) {
 	assert.LessOrEqual(t, unlimited, 20)
 	assert.Equal(t, unlimited, growths(math.MaxInt))
 	assert.Equal(t, unlimited, growths(math.MaxInt-prependSize+1))
-}
-
-// TestLoopSpareOutputBuffer: the output buffer a flush empties becomes the
-// loop's spare, emptied and without a limit, and is the one the next Write
-// takes; a second one, while the loop has a spare, and one grown past what
-// the pool keeps, are not kept as the spare.
-func TestLoopSpareOutputBuffer(t *testing.T) {
-	l := newEventLoop("spare", idleDispatcher{}, nil, slog.New(slog.DiscardHandler), 512)
-	a := l.outBuffer()
-	b := l.outBuffer()
-	require.NotSame(t, a, b)
-	_, err := a.Write([]byte("written and flushed"))
-	require.NoError(t, err)
-	a.SetLimit(64)
-
-	l.recycleOut(a)
-	l.recycleOut(b) // the loop has a spare already: b goes to the pool
-	got := l.outBuffer()
-	assert.Same(t, a, got, "the next Write takes the spare")
-	assert.Zero(t, got.Len())
-	_, err = got.Write(make([]byte, 100))
-	assert.NoError(t, err, "no limit left from before")
-	assert.Nil(t, l.spareOut.Load(), "taken")
-
-	big := l.outBuffer()
-	big.Grow(maxPooledCap + 1)
-	l.recycleOut(big)
-	assert.Nil(t, l.spareOut.Load(), "storage past maxPooledCap is not kept")
 }

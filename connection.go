@@ -333,7 +333,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	if c.out == nil {
-		c.out = c.loop.outBuffer()
+		c.out = getBuffer()
 	}
 	_, _ = c.out.Write(p) // pooled buffers have no limit: cannot fail
 	c.queueLocked()
@@ -759,7 +759,7 @@ func (c *Conn) flush(listed bool) {
 		if out := c.out; out != nil {
 			pending = out.Len()
 			if pending == 0 {
-				l.recycleOut(out)
+				putBuffer(out)
 				c.out = nil
 			}
 		}

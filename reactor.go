@@ -110,8 +110,7 @@ type EventLoop struct {
 	timerIn   []*Timer    // timers created by AfterFunc, not yet in the heap
 	queued    atomic.Bool // tasks, incoming or timerIn is non-empty
 	flushHead atomic.Pointer[Conn]
-	spareOut  atomic.Pointer[Buffer] // an empty output buffer kept for the next Write (see recycleOut)
-	sleeping  atomic.Bool            // the loop is in, or about to enter, Dispatcher.Wait
+	sleeping  atomic.Bool // the loop is in, or about to enter, Dispatcher.Wait
 	stopping  atomic.Bool
 	state     atomic.Int32
 	timerSeq  atomic.Uint64
