@@ -157,19 +157,29 @@ func TestTables(t *testing.T) {
 	assert.NotContains(t, md, "1,000,000,000", "a replaced run is not in the figures")
 }
 
-func TestChartIsWellFormedSVG(t *testing.T) {
-	svg := chart(sample())
+// svgElements parses svg as XML, failing the test if it is not well
+// formed, and counts its elements by name.
+func svgElements(t *testing.T, svg string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
 	dec := xml.NewDecoder(strings.NewReader(svg))
-	elements := 0
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
-			break
+			return counts
 		}
 		require.NoError(t, err)
-		if _, ok := tok.(xml.StartElement); ok {
-			elements++
+		if e, ok := tok.(xml.StartElement); ok {
+			counts[e.Name.Local]++
 		}
+	}
+}
+
+func TestChartIsWellFormedSVG(t *testing.T) {
+	svg := chart(sample())
+	elements := 0
+	for _, n := range svgElements(t, svg) {
+		elements += n
 	}
 	assert.Greater(t, elements, 10)
 	assert.Contains(t, svg, "echo-64B-d1")
@@ -259,25 +269,9 @@ func TestCPUSummary(t *testing.T) {
 func TestCPUChart(t *testing.T) {
 	svg, ok := cpuChart(cpuSample())
 	require.True(t, ok)
-	dec := xml.NewDecoder(strings.NewReader(svg))
-	polylines, circles := 0, 0
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			break
-		}
-		require.NoError(t, err)
-		if e, ok := tok.(xml.StartElement); ok {
-			switch e.Name.Local {
-			case "polyline":
-				polylines++
-			case "circle":
-				circles++
-			}
-		}
-	}
-	assert.Equal(t, 3, polylines, "one line per server")
-	assert.Equal(t, 8, circles, "one point per server and workload with a figure")
+	counts := svgElements(t, svg)
+	assert.Equal(t, 3, counts["polyline"], "one line per server")
+	assert.Equal(t, 8, counts["circle"], "one point per server and workload with a figure")
 	for _, label := range []string{">100<", ">10 000<", ">19 000<", "gnet, echo-64B-c19k: 10.00 µs/msg (9.00–11.00)"} {
 		assert.Contains(t, svg, label)
 	}
