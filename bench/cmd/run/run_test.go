@@ -319,3 +319,22 @@ func TestParseExtra(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+// TestRotate: each round starts one server later, so that over as many
+// rounds as servers every server runs in every place once.
+func TestRotate(t *testing.T) {
+	names := func(ss []server) string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	ss := []server{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	assert.Equal(t, "a b c", names(rotate(ss, 0)))
+	assert.Equal(t, "b c a", names(rotate(ss, 1)))
+	assert.Equal(t, "c a b", names(rotate(ss, 2)))
+	assert.Equal(t, "a b c", names(rotate(ss, 3)))
+	assert.Equal(t, "a b c", names(ss), "the list itself is left alone")
+	assert.Empty(t, rotate(nil, 1))
+}
