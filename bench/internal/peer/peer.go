@@ -7,14 +7,34 @@ package peer
 import (
 	"crypto/tls"
 	"errors"
+	"flag"
 	"log"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/tcpreactor/reactor/internal/selfsigned"
 )
+
+// Listen parses the two flags every peer built on Go's runtime poller takes
+// and listens on TCP: -addr, and -loops, which sets GOMAXPROCS because lib
+// (the library's name, for the flag's help) has no event-loop count.
+func Listen(lib string) net.Listener {
+	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
+	loops := flag.Int("loops", 1, "GOMAXPROCS ("+lib+" has no event-loop count)")
+	flag.Parse()
+	if *loops < 1 {
+		log.Fatalf("-loops must be at least 1, got %d", *loops)
+	}
+	runtime.GOMAXPROCS(*loops)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return ln
+}
 
 // echoBufSize is the Go net echo servers' buffer: bufio's default size.
 const echoBufSize = 4096

@@ -7,10 +7,7 @@ package main
 
 import (
 	"crypto/tls"
-	"flag"
 	"log"
-	"net"
-	"runtime"
 
 	"github.com/valyala/fasthttp"
 
@@ -18,17 +15,7 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
-	loops := flag.Int("loops", 1, "GOMAXPROCS (fasthttp has no event-loop count)")
-	flag.Parse()
-	if *loops < 1 {
-		log.Fatalf("-loops must be at least 1, got %d", *loops)
-	}
-	runtime.GOMAXPROCS(*loops)
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
+	ln := tls.NewListener(peer.Listen("fasthttp"), peer.TLSConfig("http/1.1"))
 	srv := &fasthttp.Server{Handler: peer.Hello, Name: "fasthttp"}
-	log.Fatal(srv.Serve(tls.NewListener(ln, peer.TLSConfig("http/1.1"))))
+	log.Fatal(srv.Serve(ln))
 }

@@ -9,9 +9,7 @@
 package main
 
 import (
-	"flag"
 	"log"
-	"runtime"
 
 	"github.com/valyala/fasthttp"
 
@@ -19,13 +17,6 @@ import (
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
-	loops := flag.Int("loops", 1, "GOMAXPROCS (fasthttp has no event-loop count)")
-	flag.Parse()
-	if *loops < 1 {
-		log.Fatalf("-loops must be at least 1, got %d", *loops)
-	}
-	runtime.GOMAXPROCS(*loops)
 	srv := &fasthttp.Server{Handler: peer.Hello, Name: "fasthttp"}
-	log.Fatal(srv.ListenAndServe(*addr))
+	log.Fatal(srv.Serve(peer.Listen("fasthttp")))
 }

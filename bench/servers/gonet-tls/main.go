@@ -8,25 +8,10 @@ package main
 
 import (
 	"crypto/tls"
-	"flag"
-	"log"
-	"net"
-	"runtime"
 
 	"github.com/tcpreactor/reactor/bench/internal/peer"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
-	loops := flag.Int("loops", 1, "GOMAXPROCS (Go's net has no event-loop count)")
-	flag.Parse()
-	if *loops < 1 {
-		log.Fatalf("-loops must be at least 1, got %d", *loops)
-	}
-	runtime.GOMAXPROCS(*loops)
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	peer.Accept(tls.NewListener(ln, peer.TLSConfig()), peer.Echo)
+	peer.Accept(tls.NewListener(peer.Listen("Go's net"), peer.TLSConfig()), peer.Echo)
 }

@@ -15,26 +15,8 @@
 // burst, as the event-loop servers do (peer.Echo, shared with gonet-tls).
 package main
 
-import (
-	"flag"
-	"log"
-	"net"
-	"runtime"
-
-	"github.com/tcpreactor/reactor/bench/internal/peer"
-)
+import "github.com/tcpreactor/reactor/bench/internal/peer"
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
-	loops := flag.Int("loops", 1, "GOMAXPROCS (Go's net has no event-loop count)")
-	flag.Parse()
-	if *loops < 1 {
-		log.Fatalf("-loops must be at least 1, got %d", *loops)
-	}
-	runtime.GOMAXPROCS(*loops)
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Fatal(err)
-	}
-	peer.Accept(ln, peer.Echo)
+	peer.Accept(peer.Listen("Go's net"), peer.Echo)
 }

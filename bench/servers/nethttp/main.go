@@ -9,27 +9,20 @@
 package main
 
 import (
-	"flag"
 	"log"
 	"net/http"
-	"runtime"
+
+	"github.com/tcpreactor/reactor/bench/internal/peer"
 )
 
 var hello = []byte("Hello, World!")
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:9000", "listen address")
-	loops := flag.Int("loops", 1, "GOMAXPROCS (net/http has no event-loop count)")
-	flag.Parse()
-	if *loops < 1 {
-		log.Fatalf("-loops must be at least 1, got %d", *loops)
-	}
-	runtime.GOMAXPROCS(*loops)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(hello) // a failed write means the client left
 	})
-	srv := &http.Server{Addr: *addr, Handler: mux}
-	log.Fatal(srv.ListenAndServe())
+	srv := &http.Server{Handler: mux}
+	log.Fatal(srv.Serve(peer.Listen("net/http")))
 }
