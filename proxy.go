@@ -137,14 +137,25 @@ func (c *Conn) startProxy() {
 	c.mu.Lock()
 	x.proxy = &proxyState{}
 	c.mu.Unlock()
+	c.beginPreface(l.g.cfg.proxyHeaderTimeout)
+}
+
+// beginPreface puts a connection that has not opened into its handshake
+// state, for its PROXY header or its TLS handshake, with that phase's
+// deadline d (none when 0). A connection accepted as the server began its
+// graceful shutdown is closed instead if it has received nothing (see
+// prefaceHasInput); beginPreface then reports false. Loop goroutine.
+func (c *Conn) beginPreface(d time.Duration) bool {
+	l := c.loop
 	c.state = connHandshake
 	if l.draining && !c.prefaceHasInput() {
 		c.closeNow(l.closedErr()) // accepted as the server began its shutdown, and silent
-		return
+		return false
 	}
-	if d := l.g.cfg.proxyHeaderTimeout; d > 0 {
+	if d > 0 {
 		c.startPhase(d)
 	}
+	return true
 }
 
 // prefaceHasInput reports whether a connection that has not opened yet

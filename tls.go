@@ -299,13 +299,8 @@ func clientConfig(cfg *tls.Config, address string) *tls.Config {
 func (c *Conn) startTLS(cfg *tls.Config, client bool, done func(*Conn, error)) {
 	l := c.loop
 	c.ext().tls = &tlsLayer{c: c, cfg: cfg, client: client, done: done}
-	c.state = connHandshake
-	if l.draining && !c.prefaceHasInput() {
-		c.closeNow(l.closedErr()) // accepted as the server began its shutdown, and silent
+	if !c.beginPreface(l.g.cfg.tlsHandshakeTimeout) {
 		return
-	}
-	if d := l.g.cfg.tlsHandshakeTimeout; d > 0 {
-		c.startPhase(d)
 	}
 	if l.tracing {
 		l.trace("TLS handshake fd=%d client=%v", c.ch.fd, client)
