@@ -346,8 +346,8 @@ func WithBacklog(n int) Option { return func(c *config) { c.backlog = n } }
 func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tlsConfig = cfg } }
 
 // WithTLSHandshakeTimeout bounds a TLS handshake (see WithTLS), from the
-// moment the connection is accepted (or, for a Client, connected) to the
-// handshake's end: a peer that sends nothing, or stops half-way, is
+// moment the connection is accepted (after its PROXY header, with
+// WithProxyProtocol; for a Client, once connected) to the handshake's end: a peer that sends nothing, or stops half-way, is
 // dropped after d, without OnOpen. 0 removes the bound (not advised on a
 // public port). Default: 10s.
 func WithTLSHandshakeTimeout(d time.Duration) Option {
@@ -364,16 +364,17 @@ func WithTLSHandshakeTimeout(d time.Duration) Option {
 // flood's that go, and memory stays bounded. Default: 1024 per loop.
 func WithTLSMaxHandshakes(n int) Option { return func(c *config) { c.tlsMaxHandshakes = n } }
 
-// WithProxyProtocol(true) makes the server expect the PROXY protocol
-// (version 1 or 2, told apart by their signatures) on every connection it
-// accepts, as a load balancer such as HAProxy sends it with send-proxy or
-// send-proxy-v2: a header with the client's addresses before the client's
-// bytes. The header is taken off on the connection's loop before anything
-// else (before the TLS handshake with WithTLS, before OnOpen), arriving in
-// one piece or byte by byte; Conn.RemoteAddr and LocalAddr then report the
-// addresses it gives (a version 2 LOCAL header, a balancer's health check,
-// keeps the socket's), and Conn.ProxyHeader returns it, version 2's TLVs
-// included. OnMessage sees the bytes after the header, unchanged.
+// WithProxyProtocol makes the server, when on is true, expect the PROXY
+// protocol (version 1 or 2, told apart by their signatures) on every
+// connection it accepts, as a load balancer such as HAProxy sends it with
+// send-proxy or send-proxy-v2: a header with the client's addresses before
+// the client's bytes. The header is taken off on the connection's loop
+// before anything else (before the TLS handshake with WithTLS, before
+// OnOpen), arriving in one piece or byte by byte; Conn.RemoteAddr and
+// LocalAddr then report the addresses it gives (a version 2 LOCAL header, a
+// balancer's health check, keeps the socket's), and Conn.ProxyHeader returns
+// it, version 2's TLVs included. OnMessage sees the bytes after the header,
+// unchanged.
 //
 // The header is required, not optional: a server that took it only when
 // present would let any client that reaches it directly claim any address.

@@ -46,10 +46,12 @@ const (
 	idleTimeout = iota
 	writeTimeout
 	// phaseTimeout bounds a phase that idle and write timeouts do not
-	// cover: the TLS handshake before OnOpen (WithTLSHandshakeTimeout) or
-	// the lingering close after the output (see Conn.linger). A
-	// connection is in at most one of them, so they share a link and
-	// every connection's connExt stays in the 128-byte size class.
+	// cover: the PROXY header (WithProxyHeaderTimeout) and the TLS
+	// handshake before OnOpen (WithTLSHandshakeTimeout), or the lingering
+	// close after the output (see Conn.linger). A connection is in at most
+	// one of them at a time, so they share one link rather than adding a
+	// timeoutLink (32 bytes) each to every connExt (136 bytes, the
+	// allocator's 144-byte size class).
 	phaseTimeout
 	numTimeouts
 )
@@ -67,8 +69,8 @@ const stampPending = time.Duration(math.MaxInt64)
 
 // connTimeouts is a connection's part in the timeout lists. It lives in
 // the connection's extension (connExt), allocated only for connections that
-// have a timeout, linger or use TLS, so a plain server without timeouts
-// pays one nil pointer per connection.
+// have a timeout, linger, use TLS or wait for a PROXY header, so a plain
+// server without timeouts pays one nil pointer per connection.
 type connTimeouts struct {
 	d        [phaseTimeout]time.Duration // idle and write, 0: off (a phase's is its list's)
 	link     [numTimeouts]timeoutLink
@@ -377,8 +379,8 @@ func (c *Conn) startLinger(d time.Duration) {
 }
 
 // startPhase starts the deadline of the phase the connection has just
-// entered, its TLS handshake or its lingering close, d from now (see
-// phaseTimeout).
+// entered, its PROXY header, its TLS handshake or its lingering close, d
+// from now (see phaseTimeout).
 func (c *Conn) startPhase(d time.Duration) {
 	c.endPhase()
 	c.loop.tmo.list(phaseTimeout, d).pushBack(c)

@@ -7,13 +7,9 @@
 //	socket ──read──> [tlsLayer.Read ⇄ tls.Conn.Read] ──plaintext──> c.in ──> OnMessage
 //	Write ──plaintext──> c.out ──flush: tls.Conn.Write──> [tlsLayer.Write] ──records──> raw ──write──> socket
 //
-// A PROXY-protocol header (the second layer planned) goes below TLS in the
-// same seam: readTLS and handshakeEvent hand the bytes they read to the
-// header parser first (a field of connExt beside tls), which keeps the
-// header and passes on what follows it as t.rin; a connection without TLS
-// but with the header delivers what follows straight to OnMessage. It adds
-// nothing on the way out. That is the whole chain: at most two layers, in a
-// fixed order, so it is spelt out rather than built from a list.
+// A PROXY-protocol header (proxy.go) is taken off the socket before the
+// handshake begins, by reading exactly its bytes, so this layer never sees
+// it; nothing else sits between the socket and TLS.
 //
 // What crypto/tls (Go 1.26, src/crypto/tls/conn.go) forces on the design,
 // each fact read in the source:

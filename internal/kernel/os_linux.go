@@ -73,10 +73,10 @@ func count(r uintptr) int {
 // __sys_recvfrom and sock_recvmsg: a profile of the echo server at 10 000
 // connections had the read path at 8.4 % of the server's CPU against 2.4 %
 // for a C server reading with recv(2). (On a later kernel, with system
-// calls dearer all round, the gain measured about 1 %: 1 300 against
-// 1 394 ns for a call that finds nothing, BenchmarkReadPath; see
-// bench/RESULTS.md.) The price is that the descriptor must
-// be a socket: on a pipe or a file it fails with ENOTSOCK, as Write does.
+// calls dearer all round, a call that finds nothing took 1 300 ns against
+// 1 394, BenchmarkReadPath, about 1 % of the CPU per echoed message; see
+// bench/RESULTS.md.) The price is that the descriptor must be a socket: on
+// a pipe or a file it fails with ENOTSOCK, as Write does.
 // An empty p returns (0, nil) without entering the kernel, as internal/poll
 // does; callers must not take that for EOF, so they never pass one.
 func (OS) Read(fd int, p []byte) (int, error) {
