@@ -338,3 +338,38 @@ func TestRotate(t *testing.T) {
 	assert.Equal(t, "a b c", names(ss), "the list itself is left alone")
 	assert.Empty(t, rotate(nil, 1))
 }
+
+// TestRoundOrderTurnsEachKind: the order turns among the servers of the
+// workload's kind, not within the list of every kind, so in a mixed list
+// such as discover's each server of a kind takes every place once over as
+// many rounds as the kind has servers.
+func TestRoundOrderTurnsEachKind(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"evio", "fasthttp", "fasthttp-https", "gnet", "gnet-http", "gonet", "gonet-tls",
+		"nbio", "nbio-tls", "nethttp", "netpoll", "reactor", "reactor-http", "reactor-https", "reactor-tls"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, "servers", d), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "servers", d, "main.go"), []byte("package main\n"), 0o644))
+	}
+	servers, err := discover(dir)
+	require.NoError(t, err)
+	for _, kind := range []string{kindEcho, kindHTTP, kindTLSEcho, kindHTTPS} {
+		n := len(ofKind(servers, kind))
+		require.Greater(t, n, 1, kind)
+		places := map[string]map[int]bool{} // server -> the places it ran in
+		for round := 1; round <= n; round++ {
+			order := roundOrder(servers, kind, round)
+			require.Len(t, order, n, "%s, round %d", kind, round)
+			for place, s := range order {
+				assert.Equal(t, kind, s.Kind, "%s, round %d", kind, round)
+				if places[s.Name] == nil {
+					places[s.Name] = map[int]bool{}
+				}
+				places[s.Name][place] = true
+			}
+		}
+		require.Len(t, places, n, kind)
+		for name, p := range places {
+			assert.Len(t, p, n, "%s (%s) runs in every place", name, kind)
+		}
+	}
+}
