@@ -4,29 +4,36 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"strings"
 )
 
 // palette gives each server a fixed colour by its position in the results.
 var palette = []string{"#4c4c4c", "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"}
 
-// chart draws the headline comparison as SVG: for each throughput workload
-// (echo, then HTTP) one bar per server, its height the median relative to the
-// baseline (gnet, or gnet-http), a whisker from the slowest to the fastest
-// round, and the absolute median written above. Written by hand so the bench
-// module needs no plotting library.
+// chart draws the headline comparison as SVG: for each throughput workload,
+// in the results' order, one bar per server of its kind, its height the
+// median relative to the kind's baseline (see baseline: gnet, gnet-http,
+// gonet-tls or fasthttp-https), a whisker from the slowest to the fastest
+// round, and the absolute median written above. The title names the
+// baselines of the kinds drawn. Written by hand so the bench module needs no
+// plotting library.
 func chart(res *results) string {
 	type group struct {
 		w    workload
 		srvs []serverInfo
 	}
 	var groups []group
+	var kinds []string // of the groups, in their order
 	for _, w := range res.Workloads {
 		if w.Type == typeIdle {
 			continue
 		}
 		if srvs := serversOf(res, w.kind()); len(srvs) > 0 {
 			groups = append(groups, group{w, srvs})
+			if !slices.Contains(kinds, w.kind()) {
+				kinds = append(kinds, w.kind())
+			}
 		}
 	}
 	cs := cells(res)
@@ -76,8 +83,8 @@ func chart(res *results) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="11">`+"\n",
 		width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">Throughput relative to gnet, HTTP to gnet-http (median of %d round(s); whiskers: min–max)</text>`+"\n",
-		left, res.Meta.Rounds)
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">Throughput%s (median of %d round(s); whiskers: min–max)</text>`+"\n",
+		left, relativeTo(kinds), res.Meta.Rounds)
 	fmt.Fprintf(&b, `<text x="%.0f" y="36" fill="#555">%s</text>`+"\n", left,
 		html.EscapeString(fmt.Sprintf("nproc %d, kernel %s; server CPUs %s, client CPUs %s; %s", res.Meta.NProc, res.Meta.Kernel,
 			orDash(res.Meta.ServerCPUs), orDash(res.Meta.ClientCPUs), res.Meta.Started.Format("2006-01-02"))))
@@ -92,17 +99,12 @@ func chart(res *results) string {
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" text-anchor="end">%.2f×</text>`+"\n", left-6, y(r)+4, r)
 	}
 
-	// Legend: every server that appears in some group, in results order.
+	// Legend: every server, in results order.
 	lx := left
-	seen := map[string]bool{}
-	for i, s := range res.Servers {
+	for _, s := range res.Servers {
 		if s.Kind != "" {
-			if seen[s.Name] {
-				continue
-			}
-			seen[s.Name] = true
 			fmt.Fprintf(&b, `<rect x="%.0f" y="46" width="10" height="10" fill="%s"/><text x="%.0f" y="55">%s</text>`+"\n",
-				lx, palette[i%len(palette)], lx+14, html.EscapeString(s.Name))
+				lx, serverColour(res, s.Name), lx+14, html.EscapeString(s.Name))
 			lx += 14 + 7*float64(len(s.Name)) + 14
 		}
 	}
@@ -152,6 +154,33 @@ func chart(res *results) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// relativeTo names the baselines of the kinds drawn, for the chart's title:
+// " relative to gnet, HTTP to gnet-http", the first kind's unlabelled.
+func relativeTo(kinds []string) string {
+	var parts []string
+	for i, k := range kinds {
+		if i == 0 {
+			parts = append(parts, " relative to "+baseline(k))
+		} else {
+			parts = append(parts, kindLabel(k)+" to "+baseline(k))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// kindLabel is how a kind of workload is named in prose.
+func kindLabel(kind string) string {
+	switch kind {
+	case kindHTTP:
+		return "HTTP"
+	case kindTLSEcho:
+		return "TLS echo"
+	case kindHTTPS:
+		return "HTTPS"
+	}
+	return "echo"
 }
 
 func serverIndex(res *results, name string) int {

@@ -185,6 +185,19 @@ func TestChartIsWellFormedSVG(t *testing.T) {
 	assert.Contains(t, svg, "echo-64B-d1")
 	assert.Contains(t, svg, "failed", "the server that did not build is marked")
 	assert.NotContains(t, svg, "idle-10k", "idle is not a throughput workload")
+	assert.Contains(t, svg, ">Throughput relative to gnet, HTTP to gnet-http (median of 2 round(s)")
+
+	// The title names the baselines of the kinds drawn, and only those.
+	res := &results{
+		Meta:      meta{Rounds: 1},
+		Workloads: []workload{workloadNamed("tls-echo-64B-d1"), workloadNamed("https-pipe16")},
+		Servers: []serverInfo{{Name: "gnet", Kind: kindEcho}, {Name: "gonet-tls", Kind: kindTLSEcho},
+			{Name: "fasthttp-https", Kind: kindHTTPS}},
+	}
+	svg = chart(res)
+	svgElements(t, svg)
+	assert.Contains(t, svg, ">Throughput relative to gonet-tls, HTTPS to fasthttp-https (median of 1 round(s)")
+	assert.Equal(t, "", relativeTo(nil))
 }
 
 func TestSelectServers(t *testing.T) {
