@@ -101,6 +101,16 @@ func TestDiscover(t *testing.T) {
 	assert.Equal(t, []string{kindEcho, kindEcho, kindEcho, kindHTTP, kindHTTP, kindEcho}, kinds)
 }
 
+func TestOrder(t *testing.T) {
+	for _, tt := range []struct{ name, want string }{
+		{cServer, "0"}, {"gnet", "1"}, {"gnet-http", "1"}, {"gonet-tls", "1"}, {"fasthttp-https", "1"},
+		{"reactor", "2"}, {"reactor-http", "2"}, {"reactor-tls", "2"}, {"reactor-https", "2"},
+		{"gonet", "3gonet"}, {"fasthttp", "3fasthttp"}, {"nbio-tls", "3nbio-tls"}, {"reactor-base", "3reactor-base"},
+	} {
+		assert.Equal(t, tt.want, order(tt.name), tt.name)
+	}
+}
+
 // workloadNamed returns the workload of that name from allWorkloads.
 func workloadNamed(name string) workload {
 	for _, w := range allWorkloads {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,7 +32,7 @@ const cServer = "c-epoll"
 // server is one peer the harness can run.
 type server struct {
 	Name     string // directory name under servers/, or cServer
-	Kind     string // kindEcho or kindHTTP
+	Kind     string // kindEcho, kindHTTP, kindTLSEcho or kindHTTPS: see kindOf
 	Bin      string // built executable
 	BuildErr string // why it did not build; empty when it did
 	Prebuilt bool   // given with -extra: Bin is used as it is
@@ -114,15 +115,16 @@ func parseExtra(spec string, discovered []server) ([]server, error) {
 }
 
 // order puts the reference servers first in tables and charts: the C ceiling,
-// then gnet (the baseline of every ratio), then the reactor, then the rest in
-// name order.
+// then each kind's baseline, which its ratios are taken against (gnet,
+// gnet-http, gonet-tls, fasthttp-https: see baseline), then the reactor's
+// servers, then the rest in name order.
 func order(name string) string {
-	switch name {
-	case cServer:
+	switch {
+	case name == cServer:
 		return "0"
-	case "gnet", "gnet-http", "gonet-tls", "fasthttp-https":
+	case name == baseline(kindOf(name)):
 		return "1"
-	case "reactor", "reactor-http", "reactor-tls", "reactor-https":
+	case slices.Contains([]string{"reactor", "reactor-http", "reactor-tls", "reactor-https"}, name):
 		return "2"
 	}
 	return "3" + name
