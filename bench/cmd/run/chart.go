@@ -85,9 +85,7 @@ func chart(res *results) string {
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">Throughput%s (median of %d round(s); whiskers: min–max)</text>`+"\n",
 		left, relativeTo(kinds), res.Meta.Rounds)
-	fmt.Fprintf(&b, `<text x="%.0f" y="36" fill="#555">%s</text>`+"\n", left,
-		html.EscapeString(fmt.Sprintf("nproc %d, kernel %s; server CPUs %s, client CPUs %s; %s", res.Meta.NProc, res.Meta.Kernel,
-			orDash(res.Meta.ServerCPUs), orDash(res.Meta.ClientCPUs), res.Meta.Started.Format("2006-01-02"))))
+	fmt.Fprintf(&b, `<text x="%.0f" y="36" fill="#555">%s</text>`+"\n", left, html.EscapeString(machineLine(res.Meta)))
 
 	// Axis and grid.
 	for r := 0.0; r <= maxR+1e-9; r += 0.25 {
@@ -100,14 +98,7 @@ func chart(res *results) string {
 	}
 
 	// Legend: every server, in results order.
-	lx := left
-	for _, s := range res.Servers {
-		if s.Kind != "" {
-			fmt.Fprintf(&b, `<rect x="%.0f" y="46" width="10" height="10" fill="%s"/><text x="%.0f" y="55">%s</text>`+"\n",
-				lx, serverColour(res, s.Name), lx+14, html.EscapeString(s.Name))
-			lx += 14 + 7*float64(len(s.Name)) + 14
-		}
-	}
+	legend(&b, res, slices.DeleteFunc(slices.Clone(res.Servers), func(s serverInfo) bool { return s.Kind == "" }), left, 46)
 
 	x := left + 10
 	for gi, g := range groups {
@@ -181,6 +172,22 @@ func kindLabel(kind string) string {
 		return "HTTPS"
 	}
 	return "echo"
+}
+
+// machineLine says where and when the run was made, for a chart's subtitle.
+func machineLine(m meta) string {
+	return fmt.Sprintf("nproc %d, kernel %s; server CPUs %s, client CPUs %s; %s",
+		m.NProc, m.Kernel, orDash(m.ServerCPUs), orDash(m.ClientCPUs), m.Started.Format("2006-01-02"))
+}
+
+// legend writes a chart's legend in one row from (x, y): each server's
+// colour, then its name.
+func legend(b *strings.Builder, res *results, srvs []serverInfo, x, y float64) {
+	for _, s := range srvs {
+		fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="10" height="10" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n",
+			x, y, serverColour(res, s.Name), x+14, y+9, html.EscapeString(s.Name))
+		x += 14 + 7*float64(len(s.Name)) + 14
+	}
 }
 
 func serverIndex(res *results, name string) int {

@@ -66,9 +66,7 @@ func cpuChart(res *results) (string, bool) {
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14" font-weight="bold">Server CPU per message, µs (lower is better): echo 64 B, 1 in flight per connection</text>`+"\n", left)
 	fmt.Fprintf(&b, `<text x="%.0f" y="36" fill="#555">%s</text>`+"\n", left,
-		html.EscapeString(fmt.Sprintf("median of %d round(s), whiskers min–max; nproc %d, kernel %s; server CPUs %s, client CPUs %s; %s",
-			res.Meta.Rounds, res.Meta.NProc, res.Meta.Kernel, orDash(res.Meta.ServerCPUs), orDash(res.Meta.ClientCPUs),
-			res.Meta.Started.Format("2006-01-02"))))
+		html.EscapeString(fmt.Sprintf("median of %d round(s), whiskers min–max; %s", res.Meta.Rounds, machineLine(res.Meta))))
 
 	// Grid, y labels, x labels.
 	for v := 0.0; v <= maxY+step/2; v += step {
@@ -81,12 +79,7 @@ func cpuChart(res *results) (string, bool) {
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle" fill="#555">connections</text>`+"\n", left+plotW/2, top+plotH+36)
 
 	// Legend, then one line per server that has a figure.
-	lx := left
-	for _, s := range srvs {
-		fmt.Fprintf(&b, `<rect x="%.0f" y="50" width="10" height="10" fill="%s"/><text x="%.0f" y="59">%s</text>`+"\n",
-			lx, serverColour(res, s.Name), lx+14, html.EscapeString(s.Name))
-		lx += 14 + 7*float64(len(s.Name)) + 14
-	}
+	legend(&b, res, srvs, left, 50)
 	for _, s := range srvs {
 		colour := serverColour(res, s.Name)
 		var pts []string
