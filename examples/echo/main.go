@@ -82,12 +82,8 @@ func main() {
 // until a restart on a signal from hup has handed over to a new process
 // (see restart.Serve).
 func run(o options, stop, hup <-chan os.Signal, log *slog.Logger) error {
-	in, err := restart.Inherit()
-	if err != nil {
-		return err
-	}
-	addr, inherited := in.Listen(o.addr)
-
+	// The flags are checked before Inherit, so that an error in them leaves
+	// no inherited listener to close.
 	var backend reactor.DispatcherFactory
 	switch o.dispatcher {
 	case "epoll":
@@ -97,6 +93,16 @@ func run(o options, stop, hup <-chan os.Signal, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("unknown -dispatcher %q (want epoll or poll)", o.dispatcher)
 	}
+
+	tlsConfig, selfSigned, err := o.tls.Config()
+	if err != nil {
+		return err
+	}
+	in, err := restart.Inherit()
+	if err != nil {
+		return err
+	}
+	addr, inherited := in.Listen(o.addr)
 
 	h := reactor.HandlerFuncs{
 		Message: func(c *reactor.Conn, in *reactor.Buffer) {
@@ -109,11 +115,6 @@ func run(o options, stop, hup <-chan os.Signal, log *slog.Logger) error {
 		h.Close = func(c *reactor.Conn, err error) { log.Info("close", "peer", c.RemoteAddr(), "err", err) }
 	}
 
-	tlsConfig, selfSigned, err := o.tls.Config()
-	if err != nil {
-		in.CloseListeners()
-		return err
-	}
 	srv, err := reactor.NewServer(addr, h, append(inherited,
 		reactor.WithLoops(o.loops),
 		reactor.WithDispatcher(backend),
