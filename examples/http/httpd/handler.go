@@ -302,11 +302,7 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 			if shuttingDown {
 				cb.conn = connClose
 			}
-			body := cb.data
-			if cb.rt == routeStats {
-				body = h.statsBody()
-			}
-			s.out = respond(s.out, s.dateNow(), cb.rt, cb.head, body, cb.conn)
+			s.out = h.respond(s.out, s.dateNow(), cb.rt, cb.head, cb.data, cb.conn)
 			closing = cb.conn == connClose
 			cb.finish()
 			continue
@@ -344,11 +340,7 @@ func (h *handler) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 			continue
 		}
 		closing = conn == connClose
-		body := s.req.body
-		if rt == routeStats {
-			body = h.statsBody()
-		}
-		s.out = respond(s.out, s.dateNow(), rt, head, body, conn)
+		s.out = h.respond(s.out, s.dateNow(), rt, head, s.req.body, conn)
 	}
 	in.Discard(consumed)
 	if len(s.out) > 0 {
@@ -406,8 +398,9 @@ func routeOf(req *request) route {
 }
 
 // respond appends the response of route rt to a request with the given
-// body; head leaves the response's body out (a HEAD request).
-func respond(dst, date []byte, rt route, head bool, body []byte, conn connHeader) []byte {
+// body (which only routeEcho answers with); head leaves the response's
+// body out (a HEAD request).
+func (h *handler) respond(dst, date []byte, rt route, head bool, body []byte, conn connHeader) []byte {
 	var ctype string
 	status := 200
 	switch rt {
@@ -416,7 +409,7 @@ func respond(dst, date []byte, rt route, head bool, body []byte, conn connHeader
 	case routeEcho:
 		ctype = octetBytes
 	case routeStats:
-		ctype = appJSON
+		ctype, body = appJSON, h.statsBody()
 	default:
 		status, ctype, body = 404, textPlain, notFound
 	}
