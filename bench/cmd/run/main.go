@@ -43,7 +43,7 @@ func mainErr() error {
 		workloadsF = flag.String("workloads", "", "comma-separated workloads (default: all); see -list")
 		warmup     = flag.Duration("warmup", time.Second, "warm-up before each measurement")
 		duration   = flag.Duration("duration", 6*time.Second, "measured time of each echo and HTTP run")
-		quick      = flag.Bool("quick", false, "one round of 3 s runs, without echo-64B-c1000, echo-64B-c19k and idle-19k: about 3-4 minutes")
+		quick      = flag.Bool("quick", false, "one round of 3 s runs after 500 ms of warm-up, without "+quickLeavesOut()+" (flags given win): about 3-4 minutes")
 		serverCPUs = flag.String("server-cpus", "0", "CPU list for the server (taskset -c); empty: not pinned")
 		clientCPUs = flag.String("client-cpus", "1", "CPU list for the client (taskset -c); empty: not pinned")
 		loops      = flag.Int("loops", 1, "-loops passed to every server")
@@ -81,7 +81,7 @@ func mainErr() error {
 			*duration = 3 * time.Second
 		}
 		if !set["workloads"] {
-			*workloadsF = "echo-64B-d1,echo-64B-d16,echo-4KiB-c1000,echo-64B-c10k,idle-10k,http,http-pipe16"
+			*workloadsF = strings.Join(quickWorkloads, ",")
 		}
 	}
 	servers, err := discover(dir)
@@ -215,6 +215,21 @@ rounds:
 	res.Meta.Finished = time.Now().UTC()
 	res.Meta.LoadAvgEnd = loadAvg()
 	return writeResults(*out, res, os.Stdout)
+}
+
+// quickWorkloads are the workloads -quick runs: none of the TLS ones, nor
+// echo-64B-c1000, echo-64B-c19k and idle-19k.
+var quickWorkloads = []string{"echo-64B-d1", "echo-64B-d16", "echo-4KiB-c1000", "echo-64B-c10k", "idle-10k", "http", "http-pipe16"}
+
+// quickLeavesOut names the workloads -quick does not run, for its help.
+func quickLeavesOut() string {
+	var out []string
+	for _, w := range allWorkloads {
+		if !slices.Contains(quickWorkloads, w.Name) {
+			out = append(out, w.Name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // roundOrder returns the servers of a kind in the order round (from 1) runs

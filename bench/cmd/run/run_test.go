@@ -82,6 +82,15 @@ func TestSelectWorkloads(t *testing.T) {
 	assert.Error(t, err)
 }
 
+func TestQuickWorkloads(t *testing.T) {
+	ws, err := selectWorkloads(strings.Join(quickWorkloads, ","))
+	require.NoError(t, err)
+	assert.Len(t, ws, len(quickWorkloads))
+	// bench/README.md says the same under -quick.
+	assert.Equal(t, "echo-64B-c1000, echo-64B-c19k, idle-19k, tls-echo-64B-d1, tls-echo-4KiB-d1, tls-idle-5k, https-pipe16",
+		quickLeavesOut())
+}
+
 func TestDiscover(t *testing.T) {
 	dir := t.TempDir()
 	for _, d := range []string{"zeta", "gnet", "reactor", "reactor-http", "nethttp", "empty"} {
