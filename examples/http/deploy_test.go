@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpreactor/reactor/examples/internal/extest"
+	"github.com/tcpreactor/reactor/examples/internal/restart"
 	"github.com/tcpreactor/reactor/internal/haproxytest"
 )
 
@@ -152,9 +152,7 @@ type instance struct {
 
 // pid is the PID of the process serving now, from the PID file.
 func (in *instance) pid(t *testing.T) int {
-	b, err := os.ReadFile(in.pidFile)
-	require.NoError(t, err)
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := restart.ReadPIDFile(in.pidFile)
 	require.NoError(t, err)
 	return pid
 }
@@ -162,13 +160,8 @@ func (in *instance) pid(t *testing.T) int {
 // restart sends SIGHUP and waits until the successor serves and the old
 // process has drained and stopped.
 func (in *instance) restart(ctx context.Context, t *testing.T) {
-	require.NoError(t, in.child.Signal(syscall.SIGHUP))
-	line, err := in.child.WaitLine(ctx, `msg="restart: handed over"`)
-	require.NoError(t, err)
-	_, rest, _ := strings.Cut(line, "successor_pid=")
-	in.succ, err = strconv.Atoi(strings.Fields(rest)[0])
-	require.NoError(t, err, line)
-	_, err = in.child.WaitLine(ctx, "http server stopped")
+	in.succ = hup(ctx, t, in.child)
+	_, err := in.child.WaitLine(ctx, "http server stopped")
 	require.NoError(t, err)
 }
 

@@ -60,12 +60,7 @@ func TestHTTPRestartsOnSIGHUP(t *testing.T) {
 			old, err := restart.ReadPIDFile(pidFile)
 			require.NoError(t, err)
 
-			require.NoError(t, child.Signal(syscall.SIGHUP))
-			line, err := child.WaitLine(ctx, `msg="restart: handed over"`)
-			require.NoError(t, err)
-			_, rest, _ := strings.Cut(line, "successor_pid=")
-			succ, err := strconv.Atoi(strings.Fields(rest)[0])
-			require.NoError(t, err, line)
+			succ := hup(ctx, t, child)
 			stopped := false
 			defer func() {
 				if !stopped { // the test failed: leave nothing behind
@@ -95,4 +90,17 @@ func TestHTTPRestartsOnSIGHUP(t *testing.T) {
 			assert.NoFileExists(t, pidFile)
 		})
 	}
+}
+
+// hup sends SIGHUP to child and waits until it has handed over to its
+// successor; it returns the successor's PID, from that log line.
+func hup(ctx context.Context, t *testing.T, child *extest.Child) int {
+	t.Helper()
+	require.NoError(t, child.Signal(syscall.SIGHUP))
+	line, err := child.WaitLine(ctx, `msg="restart: handed over"`)
+	require.NoError(t, err)
+	_, rest, _ := strings.Cut(line, "successor_pid=")
+	succ, err := strconv.Atoi(strings.Fields(rest)[0])
+	require.NoError(t, err, line)
+	return succ
 }
