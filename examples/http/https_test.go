@@ -27,21 +27,6 @@ import (
 	"github.com/tcpreactor/reactor/internal/selfsigned"
 )
 
-// need returns the path of tool, or skips the test (fails it in CI) naming
-// the Debian package that provides it.
-func need(t *testing.T, tool, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found; CI must install the %s package", tool, pkg)
-	}
-	t.Skipf("%s not found: install the %s package to run this test", tool, pkg)
-	return ""
-}
-
 // startHTTPS starts the command with -tls and a certificate for 127.0.0.1
 // written to PEM files, and returns its address, the CA file that
 // verifies it, and the pool for Go clients.
@@ -88,7 +73,7 @@ func runTool(t *testing.T, stdin string, name string, args ...string) string {
 // curl verifies the certificate, reuses the connection for a second URL
 // (num_connects 0: keep-alive over TLS), and gets a posted body back.
 func TestHTTPSCurl(t *testing.T) {
-	curl := need(t, "curl", "curl")
+	curl := extest.Need(t, "curl", "curl")
 	addr, ca, _, _ := startHTTPS(t)
 	url := "https://" + addr + "/"
 	out := runTool(t, "", curl, "-sS", "--cacert", ca, "--http1.1",
@@ -106,7 +91,7 @@ func TestHTTPSCurl(t *testing.T) {
 // requests in one write (pipelined), answered in order; the second asks
 // to close, and the server's close ends s_client.
 func TestHTTPSOpenSSLPipelined(t *testing.T) {
-	openssl := need(t, "openssl", "openssl")
+	openssl := extest.Need(t, "openssl", "openssl")
 	addr, ca, _, _ := startHTTPS(t)
 	reqs := "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
 	for _, version := range []string{"-tls1_2", "-tls1_3"} {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tcpreactor/reactor"
+	"github.com/tcpreactor/reactor/examples/internal/extest"
 )
 
 // These tests put the proxy in front of software nobody here wrote:
@@ -28,19 +28,6 @@ import (
 // packages redis-server, redis-tools and iperf3. Without them a test skips,
 // saying so, except in CI (the CI environment variable is "true"), where a
 // missing tool is a failure: CI installs them.
-
-// needTool returns the path of prog, from the Debian package pkg.
-func needTool(t *testing.T, prog, pkg string) string {
-	t.Helper()
-	path, err := exec.LookPath(prog)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed, and CI must run this test: apt-get install -y %s", prog, pkg)
-		}
-		t.Skipf("%s is not installed (apt-get install -y %s); skipping", prog, pkg)
-	}
-	return path
-}
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) string {
@@ -132,8 +119,8 @@ func runTool(t *testing.T, prog string, args ...string) []byte {
 }
 
 func TestProxyRedis(t *testing.T) {
-	server := needTool(t, "redis-server", "redis-server")
-	bench := needTool(t, "redis-benchmark", "redis-tools")
+	server := extest.Need(t, "redis-server", "redis-server")
+	bench := extest.Need(t, "redis-benchmark", "redis-tools")
 	port := freePort(t)
 	startServer(t, "Ready to accept connections", server,
 		"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -234,7 +221,7 @@ func respThroughProxy(t *testing.T, proxy string) {
 }
 
 func TestProxyIperf3(t *testing.T) {
-	iperf := needTool(t, "iperf3", "iperf3")
+	iperf := extest.Need(t, "iperf3", "iperf3")
 	port := freePort(t)
 	startServer(t, "Server listening", iperf, "-s", "-p", port, "-B", "127.0.0.1", "--forceflush")
 	proxy := startProxy(t, "127.0.0.1:"+port, reactor.WithLoops(2))

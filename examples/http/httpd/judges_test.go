@@ -23,26 +23,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tcpreactor/reactor/examples/internal/extest"
 )
-
-// missing fails the test in CI and skips it elsewhere: what is the tool not
-// found, install what provides it (Debian packages).
-func missing(t *testing.T, what, install string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not found; CI must install %s", what, install)
-	}
-	t.Skipf("%s not found: install %s to run this test", what, install)
-}
-
-func needCurl(t *testing.T) string {
-	t.Helper()
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		missing(t, "curl", "the curl package")
-	}
-	return curl
-}
 
 // needPythonRequests returns a python3 that can import requests: the one on
 // PATH (which may be pyenv's) or the system's /usr/bin/python3 (Debian's,
@@ -62,7 +45,7 @@ func needPythonRequests(t *testing.T) string {
 			return p
 		}
 	}
-	missing(t, "a python3 that can import requests", "the python3 and python3-requests packages")
+	extest.Missing(t, "a python3 that can import requests", "python3 python3-requests")
 	return ""
 }
 
@@ -222,7 +205,7 @@ func TestNetHTTPClientExpectContinue(t *testing.T) {
 
 // curl with -H 'Transfer-Encoding: chunked' sends its file chunked.
 func TestCurlChunked(t *testing.T) {
-	curl := needCurl(t)
+	curl := extest.Need(t, "curl", "curl")
 	addr := startServer(t, 1)
 	data := randomBytes(300_000, 7)
 	file := writeFile(t, "body", data)
@@ -238,7 +221,7 @@ func TestCurlChunked(t *testing.T) {
 // to take such a body; on one with the default 1 MiB limit curl gets 413 at
 // once instead, and does not send the body.
 func TestCurlExpectContinue(t *testing.T) {
-	curl := needCurl(t)
+	curl := extest.Need(t, "curl", "curl")
 	addr := startServer(t, 1, WithMaxBodyBytes(4<<20))
 	data := randomBytes(2<<20+1, 8)
 	file := writeFile(t, "body", data)

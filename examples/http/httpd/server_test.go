@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tcpreactor/reactor"
+	"github.com/tcpreactor/reactor/examples/internal/extest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -271,7 +272,7 @@ func (g gated) OnMessage(c *reactor.Conn, in *reactor.Buffer) {
 }
 
 func TestCurl(t *testing.T) {
-	curl := needCurl(t)
+	curl := extest.Need(t, "curl", "curl")
 	addr := startServer(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()

@@ -1,7 +1,8 @@
 // Package extest is support for the examples' tests: running an example's
-// main in a child process (this file), and sizing output that a client
-// which does not read leaves pending (stuck.go). Nothing here imports
-// testing; every function returns an error for the test to report.
+// main in a child process (this file), sizing output that a client which
+// does not read leaves pending (stuck.go), and finding the tools a test
+// needs (need.go). Apart from need.go, whose functions skip or fail the
+// test, every function returns an error for the test to report.
 //
 // The child is the package's own test binary, run again with an
 // environment variable that makes its TestMain call main instead of running
