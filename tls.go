@@ -333,24 +333,12 @@ func (c *Conn) handshakeEvent(ev Events) {
 	if ev&EventRead == 0 {
 		return
 	}
-	l := c.loop
 	t := c.x.tls
-	n, err := l.k.Read(c.ch.fd, l.readBuf)
-	switch {
-	case n > 0:
-		l.bytesRead(n)
-		t.rin = l.readBuf[:n]
-		t.frame(t.rin)
-	case err == nil:
-		t.rerr = io.EOF // the peer's FIN: the handshake fails with it
-	case err == unix.EAGAIN || err == unix.EINTR:
-		return
-	default:
-		c.closeNow(c.opError("read", err))
+	if !c.readRecords(t) {
 		return
 	}
 	if t.resume == nil {
-		if n == 0 {
+		if t.rerr != nil {
 			c.closeNow(io.EOF) // closed before it said anything
 			return
 		}
@@ -380,11 +368,7 @@ func (c *Conn) stepHandshake() {
 	t.resume, t.stop = nil, nil
 	l.leaveHandshake(c)
 	if err := t.hsErr; err != nil {
-		// Send the alert crypto/tls sealed, if any, with one write that
-		// may come up short: the connection is being dropped.
-		if t.raw != nil {
-			_, _ = t.raw.writeFD(l.k, c.ch.fd)
-		}
+		c.sendAlert(t)
 		c.closeNow(err)
 		return
 	}
@@ -458,26 +442,52 @@ func (c *Conn) handshaken() {
 // readTLS is handleRead over TLS: one read, as on a plain connection, and
 // every record it completes decrypted and delivered with one OnMessage.
 func (c *Conn) readTLS(t *tlsLayer) {
+	if !c.readRecords(t) {
+		return
+	}
+	if len(t.rin) > 0 {
+		c.touch(false)
+	}
+	c.decrypt(t)
+}
+
+// readRecords reads once from the socket for crypto/tls, in the handshake
+// or after it: the bytes go to t.rin, framed, and the peer's FIN to t.rerr
+// as io.EOF (crypto/tls tells an end at a record boundary, an orderly end,
+// as popular sites close without close_notify, from a record cut short,
+// io.ErrUnexpectedEOF, and a handshake fails with it). It reports false
+// when there is nothing for crypto/tls: no bytes yet, or a failed read,
+// which has closed the connection.
+func (c *Conn) readRecords(t *tlsLayer) bool {
 	l := c.loop
 	n, err := l.k.Read(c.ch.fd, l.readBuf)
 	switch {
 	case n > 0:
 		l.bytesRead(n)
-		c.touch(false)
 		t.rin = l.readBuf[:n]
 		t.frame(t.rin)
 	case err == nil:
-		// The peer's FIN: crypto/tls tells an end at a record boundary
-		// (io.EOF, an orderly end, as popular sites close without
-		// close_notify) from a record cut short (io.ErrUnexpectedEOF).
 		t.rerr = io.EOF
 	case err == unix.EAGAIN || err == unix.EINTR:
-		return
+		return false
 	default:
 		c.closeNow(c.opError("read", err))
+		return false
+	}
+	return true
+}
+
+// sendAlert writes the alert crypto/tls sealed when the session failed, if
+// any, with one write that may come up short: the connection is being
+// dropped.
+func (c *Conn) sendAlert(t *tlsLayer) {
+	if t.raw == nil {
 		return
 	}
-	c.decrypt(t)
+	l := c.loop
+	if n, _ := t.raw.writeFD(l.k, c.ch.fd); n > 0 {
+		l.bytesWritten(n)
+	}
 }
 
 // decrypt has crypto/tls read the bytes in t.rin, appends the plaintext to
@@ -539,11 +549,8 @@ func (c *Conn) decrypt(t *tlsLayer) {
 		c.peerEOF()
 	default:
 		// A bad record, a fatal alert from the peer, a cut: crypto/tls
-		// has sealed the alert it answers with, if any; it goes with one
-		// write that may come up short.
-		if t.raw != nil {
-			_, _ = t.raw.writeFD(l.k, c.ch.fd)
-		}
+		// has sealed the alert it answers with, if any.
+		c.sendAlert(t)
 		c.closeNow(err)
 	}
 }
@@ -564,6 +571,11 @@ func (c *Conn) flushTLS(t *tlsLayer) (n, pending int, complete bool, err error) 
 	if !c.waitW {
 		plain, c.out = c.out, nil
 		s = c.shared.Load() // under mu: plain holds every byte written before a Close
+		if plain != nil {
+			// Off c.out while mu is released: Buffered counts it here,
+			// as it does writeUnlocked's.
+			l.writing, l.writingLen = c, plain.Len()
+		}
 	}
 	c.mu.Unlock()
 	if plain != nil {
@@ -586,6 +598,7 @@ func (c *Conn) flushTLS(t *tlsLayer) (n, pending int, complete bool, err error) 
 		}
 	}
 	c.mu.Lock()
+	l.writing, l.writingLen = nil, 0
 	t.rawLen = left
 	pending = left
 	if out := c.out; out != nil {
