@@ -599,11 +599,18 @@ func TestTLSClientDialCancelledInHandshake(t *testing.T) {
 	defer cancel()
 	held := make(chan net.Conn, 1)
 	go func() {
+		defer cancel()
 		c, err := ln.Accept()
-		if err == nil {
-			held <- c
-			cancel() // the client is connected and waits for the ServerHello
+		if err != nil {
+			return
 		}
+		// Cancel once the hello's first byte is here: the client is then
+		// in its handshake, waiting for the ServerHello, not still
+		// connecting.
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var first [1]byte
+		_, _ = io.ReadFull(c, first[:])
+		held <- c
 	}()
 	var calls atomic.Int32
 	h := HandlerFuncs{
@@ -619,7 +626,8 @@ func TestTLSClientDialCancelledInHandshake(t *testing.T) {
 	assert.Nil(t, c)
 	sc := <-held
 	defer sc.Close()
-	// The client's end is closed: the server reads its hello, then EOF.
+	// The client's end is closed: the server reads the rest of its hello,
+	// then EOF.
 	require.NoError(t, sc.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err = io.Copy(io.Discard, sc)
 	assert.NoError(t, err, "EOF after the ClientHello")
