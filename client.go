@@ -144,9 +144,10 @@ func (c *Client) Dial(ctx context.Context, network, address string) (*Conn, erro
 		horizon = deadlineAfter(c.k.Now(), d.timeout)
 		if d.tls != nil {
 			// The handshake follows the connect, under its own bound.
-			horizon = -1
 			if hs := c.cfg.tlsHandshakeTimeout; hs > 0 {
-				horizon = deadlineAfter(deadlineAfter(c.k.Now(), d.timeout), hs)
+				horizon = deadlineAfter(horizon, hs)
+			} else {
+				horizon = -1
 			}
 		}
 	}

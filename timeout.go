@@ -333,14 +333,12 @@ func (c *Conn) timedOut(kind int, d time.Duration) {
 	case phaseTimeout:
 		switch {
 		case c.state != connHandshake:
+			c.lingerExpired()
 		case c.proxyPending():
 			c.closeNow(fmt.Errorf("%w: no complete header after %v", errProxyHeaderLate, d))
-			return
 		default:
 			c.closeNow(fmt.Errorf("%w: not done after %v", ErrTLSHandshakeTimeout, d))
-			return
 		}
-		c.lingerExpired()
 	}
 }
 

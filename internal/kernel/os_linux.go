@@ -79,23 +79,20 @@ func count(r uintptr) int {
 // a pipe or a file it fails with ENOTSOCK, as Write does.
 // An empty p returns (0, nil) without entering the kernel, as internal/poll
 // does; callers must not take that for EOF, so they never pass one.
-func (OS) Read(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		0, 0, 0)
-	return count(r), errnoErr(e)
-}
+func (OS) Read(fd int, p []byte) (int, error) { return recvfrom(fd, p, 0) }
 
 // Peek is recvfrom(2) with MSG_PEEK and no address. An empty p returns
 // (0, nil) without a system call, as Read does.
-func (OS) Peek(fd int, p []byte) (int, error) {
+func (OS) Peek(fd int, p []byte) (int, error) { return recvfrom(fd, p, unix.MSG_PEEK) }
+
+// recvfrom is recvfrom(2) with flags and no address, as a raw system call;
+// an empty p returns (0, nil) without one.
+func recvfrom(fd int, p []byte, flags int) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
-		unix.MSG_PEEK, 0, 0)
+		uintptr(flags), 0, 0)
 	return count(r), errnoErr(e)
 }
 
