@@ -235,6 +235,13 @@ func dialEchoOnce(cl *reactor.Client, addr string, rng *rand.Rand, maxSize int) 
 	case <-ctx.Done():
 		return fmt.Errorf("no close after %d of %d bytes", s.n, len(payload))
 	}
+	// OnClose runs before the descriptor is closed and leaves Stats.Open;
+	// a task queued now runs on the loop after both.
+	gone := make(chan struct{})
+	if err := c.Loop().Submit(func() { close(gone) }); err != nil {
+		return err
+	}
+	<-gone
 	if s.err != nil {
 		return s.err
 	}
