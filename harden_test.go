@@ -84,8 +84,31 @@ func (h *timedLifecycle) wait(t *testing.T) []timedClose {
 		require.Failf(t, "timeout", "only %d of %d connections closed", len(h.closes), h.want)
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]timedClose(nil), h.closes...)
+	closes := append([]timedClose(nil), h.closes...)
+	h.mu.Unlock()
+	// OnClose runs before its loop closes the descriptor and leaves
+	// Stats.Open; a task queued on each loop now runs after both. (A
+	// stopped loop has finished its work already.)
+	for _, l := range loopsOf(closes) {
+		ran := make(chan struct{})
+		if l.Submit(func() { close(ran) }) == nil {
+			<-ran
+		}
+	}
+	return closes
+}
+
+// loopsOf returns the loops the closed connections were on, once each.
+func loopsOf(closes []timedClose) []*reactor.EventLoop {
+	seen := map[*reactor.EventLoop]bool{}
+	var loops []*reactor.EventLoop
+	for _, cl := range closes {
+		if l := cl.c.Loop(); !seen[l] {
+			seen[l] = true
+			loops = append(loops, l)
+		}
+	}
+	return loops
 }
 
 // TestIdleTimeoutClosesManyIdleConns opens 2000 connections that never send
