@@ -469,7 +469,9 @@ func (b *Buffer) borrow(p []byte) {
 // only when it has bytes to keep between events and gives it back once it is
 // empty, so an idle connection holds no buffer memory. sync.Pool is safe for
 // every loop to share and, being cleared by the garbage collector, gives
-// memory back after a burst.
+// memory back after a burst. (The output of an OnMessage that its inline
+// flush sends whole goes through one spare Buffer per loop instead; see
+// Conn.outBuffer.)
 var bufferPool = sync.Pool{New: func() any { return new(Buffer) }}
 
 // getBuffer returns an empty Buffer with no limit, from the pool when it

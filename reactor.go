@@ -89,13 +89,16 @@ type EventLoop struct {
 	// connection's mu (see Conn.writeUnlocked).
 	writing    *Conn
 	writingLen int
-	conns      int  // open connections on this loop
-	recoverOn  bool // recover handler panics (WithRecover)
-	tracing    bool // record callbacks in the simulation's trace (see trace)
-	draining   bool // graceful shutdown: stop once conns reaches 0
-	tmo        loopTimeouts
-	hasAccept  bool    // an acceptor is registered on this loop
-	dials      *dialer // dials in progress (see addDial)
+	// spare is an empty output buffer kept for the next connection marked
+	// inline; guarded by that connection's mu (see Conn.outBuffer).
+	spare     *Buffer
+	conns     int  // open connections on this loop
+	recoverOn bool // recover handler panics (WithRecover)
+	tracing   bool // record callbacks in the simulation's trace (see trace)
+	draining  bool // graceful shutdown: stop once conns reaches 0
+	tmo       loopTimeouts
+	hasAccept bool    // an acceptor is registered on this loop
+	dials     *dialer // dials in progress (see addDial)
 	// The TLS handshakes in progress, oldest first (see admitHandshake).
 	hsHead, hsTail *Conn
 	hsCount        int

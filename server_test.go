@@ -482,6 +482,92 @@ func TestConcurrentWritersKeepPerGoroutineOrder(t *testing.T) {
 	}
 }
 
+// TestWritesFromGoroutinesDuringOnMessage has goroutines write to
+// connections while their loop echoes on them: their Writes land while
+// OnMessage runs and the connection is marked for the inline flush, so they
+// skip the flush list and may take the loop's spare output buffer
+// (Conn.outBuffer). Every byte must arrive once, in each writer's order,
+// the echo in the client's. The connections share one loop, so that -race
+// sees a Write to one connection take the spare while the loop echoes on
+// another, if the spare were not kept to the marked connection.
+func TestWritesFromGoroutinesDuringOnMessage(t *testing.T) {
+	const conns, writers, perWriter, echoes = 3, 4, 300, 2000
+	const rec = len("E:00000;") // every record, echoed or written, is this long
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			opened := make(chan *reactor.Conn, conns)
+			srv := serve(t, reactor.HandlerFuncs{
+				Open: func(c *reactor.Conn) { opened <- c },
+				Message: func(c *reactor.Conn, in *reactor.Buffer) {
+					// Whole records only, so that a writer's record never
+					// falls inside an echoed one.
+					_, _ = c.Write(in.Next(in.Len() / rec * rec))
+				},
+			}, reactor.WithDispatcher(be.f), reactor.WithLoops(1))
+			var all sync.WaitGroup
+			for range conns {
+				cl := dial(t, srv)
+				defer cl.Close()
+				conn := <-opened
+				all.Add(1)
+				go func() {
+					defer all.Done()
+					checkEchoAndWriters(t, cl, conn, writers, perWriter, echoes, rec)
+				}()
+			}
+			all.Wait()
+		})
+	}
+}
+
+// checkEchoAndWriters runs writers goroutines writing perWriter records each
+// to conn and a sender of echoes records to cl, reads everything from cl and
+// checks every record arrived once and in order.
+func checkEchoAndWriters(t *testing.T, cl net.Conn, conn *reactor.Conn, writers, perWriter, echoes, rec int) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				_, err := fmt.Fprintf(conn, "%d:%05d;", w, i)
+				assert.NoError(t, err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range echoes {
+			if _, err := fmt.Fprintf(cl, "E:%05d;", i); !assert.NoError(t, err) {
+				return
+			}
+		}
+	}()
+	got := make([]byte, (writers*perWriter+echoes)*rec)
+	if !assert.NoError(t, cl.SetReadDeadline(time.Now().Add(testTimeout))) {
+		return
+	}
+	if _, err := io.ReadFull(cl, got); !assert.NoError(t, err) {
+		return
+	}
+	next := make([]int, writers+1) // the last counts the echo
+	for off := 0; off < len(got); off += rec {
+		r := string(got[off : off+rec])
+		w := writers
+		if r[0] != 'E' {
+			w = int(r[0] - '0')
+		}
+		var i int
+		_, err := fmt.Sscanf(r[2:], "%05d;", &i)
+		if !assert.NoError(t, err, "record %q", r) || !assert.Equal(t, next[w], i, "record %q out of order", r) {
+			return
+		}
+		next[w]++
+	}
+}
+
 func TestLifecycleStorm(t *testing.T) {
 	const perKind = 60
 	kinds := []string{"client-close", "close-in-open", "close-in-message", "close-from-goroutine", "peer-reset", "idle-then-shutdown"}

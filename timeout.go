@@ -396,10 +396,13 @@ func (c *Conn) endPhase() {
 // touch records activity: bytes moved in either direction. It restarts the
 // idle timeout, and the write timeout when wrote is true and output remains.
 func (c *Conn) touch(wrote bool) {
-	t := c.x
-	if t == nil {
-		return
+	if c.x != nil { // the check inlines; a plain connection has no timeouts to move
+		c.touchTimeouts(wrote)
 	}
+}
+
+func (c *Conn) touchTimeouts(wrote bool) {
+	t := c.x
 	if tl := t.link[idleTimeout].list; tl != nil {
 		tl.moveToBack(c)
 	}
@@ -411,8 +414,14 @@ func (c *Conn) touch(wrote bool) {
 // writePending starts (pending) or stops (!pending) the write timeout's
 // clock. The clock runs only while output waits for the kernel.
 func (c *Conn) writePending(pending bool) {
+	if c.x != nil { // as in touch
+		c.writeClock(pending)
+	}
+}
+
+func (c *Conn) writeClock(pending bool) {
 	t := c.x
-	if t == nil || t.d[writeTimeout] == 0 {
+	if t.d[writeTimeout] == 0 {
 		return
 	}
 	ln := &t.link[writeTimeout]
