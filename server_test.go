@@ -453,17 +453,8 @@ func TestConcurrentWritersKeepPerGoroutineOrder(t *testing.T) {
 			defer cl.Close()
 			conn := <-opened
 			var wg sync.WaitGroup
-			for w := range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range perWriter {
-						// Records are fixed-size so the reader can split them.
-						_, err := fmt.Fprintf(conn, "%03d:%05d;", w, i)
-						assert.NoError(t, err)
-					}
-				}()
-			}
+			// Records are fixed-size so the reader can split them.
+			startWriters(t, &wg, conn, writers, perWriter, "%03d:%05d;")
 			wg.Wait()
 			require.NoError(t, conn.Close())
 			all, err := io.ReadAll(cl)
@@ -520,22 +511,29 @@ func TestWritesFromGoroutinesDuringOnMessage(t *testing.T) {
 	}
 }
 
+// startWriters starts writers goroutines, added to wg, each writing
+// perWriter records to conn, formatted with format from the writer's number
+// and the record's.
+func startWriters(t *testing.T, wg *sync.WaitGroup, conn *reactor.Conn, writers, perWriter int, format string) {
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				_, err := fmt.Fprintf(conn, format, w, i)
+				assert.NoError(t, err)
+			}
+		}()
+	}
+}
+
 // checkEchoAndWriters runs writers goroutines writing perWriter records each
 // to conn and a sender of echoes records to cl, reads everything from cl and
 // checks every record arrived once and in order.
 func checkEchoAndWriters(t *testing.T, cl net.Conn, conn *reactor.Conn, writers, perWriter, echoes, rec int) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range perWriter {
-				_, err := fmt.Fprintf(conn, "%d:%05d;", w, i)
-				assert.NoError(t, err)
-			}
-		}()
-	}
+	startWriters(t, &wg, conn, writers, perWriter, "%d:%05d;")
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
