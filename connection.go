@@ -171,9 +171,9 @@ const (
 // cache; at the end of the loop iteration for the other callbacks, tasks,
 // timers and writes to other connections. Output written from another
 // goroutine is flushed by the end of the loop's next iteration (with the
-// OnMessage output if it lands while OnMessage runs for the connection). What the
-// kernel does not take stays buffered, with EventWrite registered only until
-// it drains.
+// OnMessage output if it lands while OnMessage runs for the connection).
+// What the kernel does not take stays buffered, with EventWrite registered
+// only until it drains.
 type Conn struct {
 	ch   channel
 	loop *EventLoop
@@ -688,8 +688,8 @@ func (c *Conn) handleRead() {
 		// and Close or CloseWrite from anywhere, did not put it on the flush
 		// list: this flush, which clears the mark, serves them. (Measured
 		// with callgrind: the list's push, and the second flush at the end
-		// of the iteration that found nothing left, were a fifth of the
-		// loop's instructions per 64 B echo.)
+		// of the iteration that found nothing left, were nearly a fifth of
+		// the loop's instructions per 64 B echo.)
 		c.flush(false)
 	case err == nil: // read returned 0: the peer shut down its write side
 		c.peerEOF()
