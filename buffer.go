@@ -484,10 +484,20 @@ func getBuffer() *Buffer {
 // must not be used afterwards. Buffers whose storage grew past maxPooledCap
 // are left to the garbage collector instead. putBuffer(nil) does nothing.
 func putBuffer(b *Buffer) {
-	if b == nil || len(b.buf) > maxPooledCap {
-		return
+	if b != nil && b.recycle() {
+		bufferPool.Put(b)
+	}
+}
+
+// recycle empties b and removes its limit, for reuse by another
+// connection, and reports whether b is worth keeping: false when its
+// storage grew past maxPooledCap, which is then better left to the garbage
+// collector.
+func (b *Buffer) recycle() bool {
+	if len(b.buf) > maxPooledCap {
+		return false
 	}
 	b.Reset()
 	b.limit = 0
-	bufferPool.Put(b)
+	return true
 }

@@ -803,9 +803,10 @@ func (c *Conn) flush(listed bool) {
 		if out := c.out; out != nil {
 			pending = out.Len()
 			if pending == 0 {
-				if inline && l.spare == nil && out.Cap() <= maxPooledCap {
-					out.Reset() // the loop's spare (see outBuffer)
-					l.spare = out
+				if inline && l.spare == nil {
+					if out.recycle() {
+						l.spare = out // see outBuffer
+					}
 				} else {
 					putBuffer(out)
 				}
