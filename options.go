@@ -347,9 +347,9 @@ func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tlsConfig = cf
 
 // WithTLSHandshakeTimeout bounds a TLS handshake (see WithTLS), from the
 // moment the connection is accepted (after its PROXY header, with
-// WithProxyProtocol; for a Client, once connected) to the handshake's end: a peer that sends nothing, or stops half-way, is
-// dropped after d, without OnOpen. 0 removes the bound (not advised on a
-// public port). Default: 10s.
+// WithProxyProtocol; for a Client, once connected) to the handshake's end:
+// a peer that sends nothing, or stops half-way, is dropped after d, without
+// OnOpen. 0 removes the bound (not advised on a public port). Default: 10s.
 func WithTLSHandshakeTimeout(d time.Duration) Option {
 	return func(c *config) { c.tlsHandshakeTimeout = d }
 }
